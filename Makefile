@@ -1,0 +1,38 @@
+# bertforge: `make repro` runs the pipeline, `make test` runs the test suite.
+# Both create .venv on first use and re-install only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup repro test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+repro: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+lint: setup
+	ruff check src stages tests benchmarks scripts
+	ruff format --check src stages tests benchmarks scripts
+
+bench: setup
+	python -m pip install --quiet -e ".[dev,bench]"
+	python benchmarks/bench_ingest.py
+	python benchmarks/bench_sentence_splitters.py
+	python benchmarks/bench_examples.py
+	python benchmarks/bench_model.py
+
+clean:
+	rm -rf $(VENV)

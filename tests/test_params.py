@@ -1,0 +1,71 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from bertforge.errors import BertforgeError
+from bertforge.params import flatten, load_section, parse, require
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+
+
+@dataclass(frozen=True)
+class Example:
+    fraction: float
+    size: int = 8
+    mode: Literal["static", "dynamic"] = "static"
+    tokens: list[str] = field(default_factory=lambda: ["[PAD]"])
+    maybe: str | None = None
+    sources: list[Source] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        require(0 < self.fraction < 1, "fraction", "must be in (0, 1)", self.fraction)
+
+
+def test_parse_fills_defaults_and_coerces_ints_to_floats():
+    parsed = parse(Example, {"fraction": 0, "size": 3} | {"fraction": 0.5}, "params.yaml: ex")
+    assert parsed.fraction == 0.5 and parsed.size == 3 and parsed.mode == "static"
+
+
+def test_range_error_names_file_section_and_key():
+    with pytest.raises(BertforgeError, match=r"^params.yaml: ex.fraction must be in \(0, 1\), got 1.5$"):
+        parse(Example, {"fraction": 1.5}, "params.yaml: ex")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"fraction": "half"}, "ex.fraction must be a number, got 'half'"),
+        ({"fraction": 0.5, "size": 2.5}, "ex.size must be an integer, got 2.5"),
+        ({"fraction": 0.5, "size": True}, "ex.size must be an integer, got True"),
+        ({"fraction": 0.5, "mode": "other"}, "ex.mode must be one of 'static', 'dynamic'"),
+        ({"fraction": 0.5, "tokens": "[PAD]"}, "ex.tokens must be a list"),
+        ({"fraction": 0.5, "sizes": 1}, "ex.sizes is not a known parameter"),
+        ({}, "ex.fraction is required but missing"),
+        ({"fraction": 0.5, "sources": [{"paht": "x"}]}, r"ex.sources\[0\].paht is not a known"),
+    ],
+)
+def test_wrong_types_and_keys_are_one_line_errors(values, message):
+    with pytest.raises(BertforgeError, match=message) as raised:
+        parse(Example, values, "params.yaml: ex")
+    assert "\n" not in str(raised.value)
+
+
+def test_load_section_reports_missing_and_malformed_files(tmp_path):
+    with pytest.raises(BertforgeError, match="params file not found"):
+        load_section(Example, "ex", tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ex: [unclosed\n")
+    with pytest.raises(BertforgeError, match="not valid YAML"):
+        load_section(Example, "ex", bad)
+
+
+def test_flatten_gives_dotted_keys_for_nested_params():
+    parsed = parse(Example, {"fraction": 0.5, "sources": [{"path": "a"}]}, "x")
+    flat = flatten(parsed)
+    assert flat["fraction"] == 0.5
+    assert flat["sources.0.path"] == "a"
+    assert flat["tokens"] == ["[PAD]"]
