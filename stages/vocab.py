@@ -1,0 +1,46 @@
+"""Stage `vocab`: data/ingested/train → data/tokenizer (a WordPiece BERT tokenizer).
+
+Reads params.yaml `vocab`, trains on the training documents only, writes vocab.txt,
+tokenizer.json and the transformers configs atomically (the previous data/tokenizer stays as it
+was on any failure), measures the tokenizer on the held-out documents (metrics/vocab.json) and
+logs params, metrics and the tokenizer to MLflow. See docs/vocab.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.params import load_section
+from bertforge.stage import run_stage
+from bertforge.tracking import stage_run
+from bertforge.vocab import (
+    VocabParams,
+    check_ingested,
+    heldout_metrics,
+    train_tokenizer,
+    write_tokenizer,
+)
+
+TRAIN = Path("data/ingested/train")
+HELDOUT = Path("data/ingested/heldout")
+TOKENIZER = Path("data/tokenizer")
+METRICS = Path("metrics/vocab.json")
+
+
+def main() -> None:
+    params = load_section(VocabParams, "vocab")
+    check_ingested(TRAIN, HELDOUT)
+    inputs = {"ingested_train": TRAIN, "ingested_heldout": HELDOUT}
+    with stage_run("vocab", params, inputs=inputs) as run:
+        tokenizer = train_tokenizer(TRAIN, params)
+        with atomic_directory(TOKENIZER) as staging:
+            write_tokenizer(tokenizer, staging, params)
+            metrics = heldout_metrics(tokenizer, HELDOUT)
+        write_json_atomic(METRICS, metrics)
+        run.log_metrics(metrics)
+        run.log_artifact(TOKENIZER, artifact_path="tokenizer")
+
+
+if __name__ == "__main__":
+    run_stage(main)
