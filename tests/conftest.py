@@ -13,10 +13,29 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session")
+def migrated_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store with its schema migrations applied, made once per session.
+
+    Creating a store runs MLflow's database migrations (many seconds); copying a migrated empty
+    one gives every test a fresh store in milliseconds.
+    """
+    import mlflow
+
+    store = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+    return store
+
+
 @pytest.fixture(autouse=True)
-def isolated_mlflow(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+def isolated_mlflow(
+    migrated_mlflow_store: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
     """Every test logs to its own sqlite store, never to the repo's mlflow.db."""
     store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    shutil.copy(migrated_mlflow_store, store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
     return store
