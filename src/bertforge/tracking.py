@@ -3,8 +3,17 @@
 * The store is ``sqlite:///<repo root>/mlflow.db`` unless ``MLFLOW_TRACKING_URI`` says otherwise.
   The repo root is found from the working directory; inside a ``dvc exp run`` temporary copy
   (``<repo>/.dvc/tmp/exps/<tmp>``) it is the outer repo, so experiments log to the same store.
+* Artifacts of a sqlite store go to ``mlartifacts`` next to its file (``<repo root>/mlartifacts``
+  by default), set when the experiment is created, so a stage running inside a ``dvc exp run``
+  copy never logs into the temporary copy.
 * One pipeline run groups the stage runs of one (git commit, params.yaml) pair: stages start
-  as children of a parent run tagged ``bertforge.pipeline_id``, which is created on first use.
+  as children of a parent run tagged ``bertforge.pipeline_id``, which is created on first use
+  with the whole flattened params.yaml as its params, so the MLflow UI can compare pipeline
+  variants (e.g. ``dvc exp run -S ...``) side by side; stages add summary metrics to it with
+  ``log_pipeline_metrics``.
+* Several processes may log to one sqlite store at once (``dvc queue start -j 2``): the first
+  opening of a store, which creates its tables, is serialized by a file lock
+  (`store_creation_lock`); after that MLflow's own sqlite busy timeout (20 s) queues writers.
 * Every stage run carries its flattened params, the git commit and dirty flag, the DVC
   experiment name if any, and a content hash of each input as tags (its lineage).
 * Only rank 0 of a multi-process job logs; other ranks get a run object that does nothing.
@@ -12,19 +21,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bertforge.errors import BertforgeError
 from bertforge.io import hash_path
-from bertforge.params import PARAMS_FILE, flatten
+from bertforge.params import PARAMS_FILE, flatten, load_params
 
 EXPERIMENT_NAME = "bertforge"
 TAG_PREFIX = "bertforge."
+INPUT_TAG_PREFIX = f"{TAG_PREFIX}input."
+MLFLOW_KEY = re.compile(r"[\w\-/ ]+(\.[\w\-/ ]+)*")
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -43,6 +59,63 @@ def repo_root(start: Path | None = None) -> Path:
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite store at the repo root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def artifact_location(uri: str | None = None) -> str | None:
+    """Where a new experiment keeps artifacts: ``mlartifacts`` next to a sqlite store's file.
+
+    MLflow's default for a database store is ``./mlruns`` under the working directory, which
+    inside a ``dvc exp run`` copy is deleted with the copy. Other stores (a tracking server, a
+    file store) decide for themselves: None.
+    """
+    uri = uri or tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///").split("?")[0])
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
+def set_experiment() -> Any:
+    """Point MLflow at the project's store and experiment, creating the experiment once.
+
+    The first access to a new sqlite store creates its tables (MLflow's schema migrations);
+    two processes doing that at once break each other ("table ... already exists", a
+    half-migrated schema), so first access is serialized by `store_creation_lock`.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with store_creation_lock(uri):
+        experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
+        try:
+            mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_location(uri))
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    return mlflow.set_experiment(EXPERIMENT_NAME)
+
+
+@contextmanager
+def store_creation_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock per sqlite store file (in the temp dir), held while it is first opened.
+
+    Other stores (a tracking server, another database) handle concurrency themselves.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///").split("?")[0]).resolve()
+    key = hashlib.sha256(str(database).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"bertforge-mlflow-{key}.lock"
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_rank_zero() -> bool:
@@ -78,15 +151,18 @@ def lineage_tags(inputs: Mapping[str, Path]) -> dict[str, str]:
     if exp_name:
         tags[f"{TAG_PREFIX}dvc_exp_name"] = exp_name
     for name, path in sorted(inputs.items()):
-        tags[f"{TAG_PREFIX}input.{name}"] = hash_path(Path(path)) if Path(path).exists() else "missing"
+        tags[f"{INPUT_TAG_PREFIX}{name}"] = (
+            hash_path(Path(path)) if Path(path).exists() else "missing"
+        )
     return tags
 
 
 class StageRun:
     """A thin handle on the active MLflow run; every method is a no-op off rank 0."""
 
-    def __init__(self, run_id: str | None) -> None:
+    def __init__(self, run_id: str | None, pipeline_run_id: str | None = None) -> None:
         self.run_id = run_id
+        self.pipeline_run_id = pipeline_run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if self.run_id is None:
@@ -113,9 +189,34 @@ class StageRun:
 
         mlflow.set_tags(dict(tags))
 
+    def log_pipeline_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Log summary metrics on the pipeline run too, where variants are compared."""
+        if self.run_id is None or self.pipeline_run_id is None:
+            return
+        import mlflow
+        from mlflow.entities import Metric
 
-def _pipeline_parent_run(client: Any, experiment_id: str, pipeline_id: str) -> str:
-    """The id of the parent run that groups this pipeline's stage runs, created on first use."""
+        timestamp = int(time.time() * 1000)
+        entries = [
+            Metric(key, float(value), timestamp, 0)
+            for key, value in sorted(metrics.items())
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+        client = mlflow.MlflowClient()
+        for start in range(0, len(entries), 1000):
+            client.log_batch(self.pipeline_run_id, metrics=entries[start : start + 1000])
+
+
+def _pipeline_parent_run(
+    client: Any, experiment_id: str, pipeline_id: str, lineage: Mapping[str, str]
+) -> str:
+    """The id of the parent run that groups this pipeline's stage runs, created on first use.
+
+    It carries the lineage of the pipeline (commit, params digest, experiment name) and the whole
+    flattened params.yaml, so that pipeline runs of different variants compare in the MLflow UI.
+    """
+    from mlflow.entities import Param
+
     found = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_PREFIX}pipeline_id` = '{pipeline_id}' "
@@ -124,10 +225,32 @@ def _pipeline_parent_run(client: Any, experiment_id: str, pipeline_id: str) -> s
     )
     if found:
         return found[0].info.run_id
-    tags = {f"{TAG_PREFIX}pipeline_id": pipeline_id, f"{TAG_PREFIX}kind": "pipeline"}
-    run = client.create_run(experiment_id, tags=tags, run_name=f"pipeline-{pipeline_id[:8]}")
+    tags = {key: value for key, value in lineage.items() if not key.startswith(INPUT_TAG_PREFIX)}
+    tags |= {f"{TAG_PREFIX}pipeline_id": pipeline_id, f"{TAG_PREFIX}kind": "pipeline"}
+    exp_name = lineage.get(f"{TAG_PREFIX}dvc_exp_name")
+    run = client.create_run(
+        experiment_id, tags=tags, run_name=exp_name or f"pipeline-{pipeline_id[:8]}"
+    )
+    params = [Param(key, str(value)[:6000]) for key, value in sorted(_all_params().items())]
+    for start in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[start : start + 100])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def _all_params() -> dict[str, Any]:
+    """The whole params.yaml flattened to dotted keys; empty when there is none or it is bad.
+
+    Keys MLflow would refuse (characters outside ``[A-Za-z0-9_ ./-]``, empty parts) are left
+    out rather than failing the stage.
+    """
+    if not PARAMS_FILE.exists():
+        return {}
+    try:
+        flat = flatten(load_params(PARAMS_FILE))
+    except BertforgeError:
+        return {}
+    return {key: value for key, value in flat.items() if MLFLOW_KEY.fullmatch(str(key))}
 
 
 @contextmanager
@@ -145,18 +268,17 @@ def stage_run(
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = mlflow.set_experiment(EXPERIMENT_NAME)
+    experiment = set_experiment()
     all_tags = lineage_tags(inputs or {})
     pipeline_id = hashlib.sha256(
         (all_tags[f"{TAG_PREFIX}git_commit"] + all_tags[f"{TAG_PREFIX}params_digest"]).encode()
     ).hexdigest()[:16]
+    client = mlflow.MlflowClient()
+    parent_id = _pipeline_parent_run(client, experiment.experiment_id, pipeline_id, all_tags)
     all_tags[f"{TAG_PREFIX}pipeline_id"] = pipeline_id
     all_tags[f"{TAG_PREFIX}stage"] = stage
     all_tags[f"{TAG_PREFIX}kind"] = "stage"
     all_tags.update(tags or {})
-    client = mlflow.MlflowClient()
-    parent_id = _pipeline_parent_run(client, experiment.experiment_id, pipeline_id)
     with mlflow.start_run(
         run_name=run_name or stage,
         tags=all_tags,
@@ -166,4 +288,4 @@ def stage_run(
         flat = {f"{stage}.{key}": value for key, value in flatten(params).items()}
         if flat:
             mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
-        yield StageRun(run.info.run_id)
+        yield StageRun(run.info.run_id, parent_id)

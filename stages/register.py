@@ -1,0 +1,56 @@
+"""register: the pretrained encoder and each task's best fine-tuned model into the MLflow registry.
+
+Reads data/pretrained/model, data/finetuned/<task>/ and metrics/eval.json; registers a new
+version of `register.encoder_model_name` (fill-mask) and of `register.task_model_name` for every
+task in finetune.tasks (the init=pretrained seed with the best dev score), each a pyfunc model
+logged from code with its lineage and eval metrics as tags (docs/registry.md). Writes
+metrics/registry.json (names and versions). Promotion to @champion is a separate, human step:
+`bertforge promote <name>`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertforge.finetune import FinetuneParams
+from bertforge.io import write_json_atomic
+from bertforge.params import load_section
+from bertforge.registry import (
+    DATA_TAG_PREFIX,
+    EVAL_METRICS,
+    FINETUNED,
+    PRETRAINED_MODEL,
+    RegisterParams,
+    pipeline_candidates,
+    register_candidates,
+    registered_metrics,
+    registry_summary,
+    source_data_hashes,
+    validate_candidates,
+)
+from bertforge.stage import run_stage
+from bertforge.tracking import TAG_PREFIX, stage_run
+
+REGISTRY_METRICS = Path("metrics/registry.json")
+
+
+def main() -> None:
+    params = load_section(RegisterParams, "register")
+    finetune = load_section(FinetuneParams, "finetune")
+    candidates = pipeline_candidates(params, list(finetune.tasks), finetune.max_seq_length)
+    validate_candidates(candidates)
+    inputs = {"pretrained": PRETRAINED_MODEL, "finetuned": FINETUNED, "eval": EVAL_METRICS}
+    with stage_run("register", params, inputs=inputs) as run:
+        base_tags = {f"{DATA_TAG_PREFIX}{path}": md5 for path, md5 in source_data_hashes().items()}
+        base_tags[f"{TAG_PREFIX}pipeline_run_id"] = run.pipeline_run_id or "unknown"
+        versions = register_candidates(candidates, base_tags, params.fill_mask_top_k)
+        summary = registry_summary(versions)
+        write_json_atomic(REGISTRY_METRICS, summary)
+        run.log_artifact(REGISTRY_METRICS)
+        run.log_pipeline_metrics(registered_metrics(candidates, versions))
+    for name, entry in summary["models"].items():
+        print(f"registered {name} version {entry['version']}  ({entry['uri']})")
+
+
+if __name__ == "__main__":
+    run_stage(main)
