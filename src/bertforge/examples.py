@@ -1,0 +1,1112 @@
+"""MLM/NSP pretraining instances, as google-research/bert ``create_pretraining_data.py`` makes them.
+
+The algorithm keeps the original's steps and names — `create_instances_from_document`,
+`truncate_seq_pair`, `create_masked_lm_predictions` — and their rules (see docs/examples.md).
+What changes is how the work is organised, so that it streams, runs on several processes and
+gives the same bytes whatever their number:
+
+* The documents of a split are cut, in stream order, into fixed **work units** of
+  `negative_pool_size` documents. A unit is tokenized at once (``encode_batch``), turned into
+  instances by one worker with its own generator seeded from ``(random_seed, split, unit index)``,
+  and the results are written in unit order. Memory is bounded by a few units, whatever the size
+  of the corpus.
+* A random-next segment B (NSP label 1) is drawn from **another document of the same unit**: the
+  unit is the negative pool. The original draws from the whole corpus, which it holds in memory.
+* Inside a step, instances are index arithmetic on the unit's flat token array: a segment is a
+  ``(start, end)`` span, truncation moves the span's ends, and instances are assembled and masked
+  for the whole unit at once with numpy.
+
+`create_masked_lm_predictions` (one sequence) and `mask_batch` (a padded batch) are also the
+masking of ``masking: dynamic``, which the pretrain stage applies at training time;
+`collate_instances` turns a batch of stored instances into padded model inputs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import multiprocessing
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from bertforge.errors import BertforgeError
+from bertforge.params import require
+from bertforge.schemas import examples_arrow_schema, examples_schema, id_dtype_name, validate
+from bertforge.shards import ShardWriter, count_rows, iter_batches
+from bertforge.vocab import (
+    BERT_SPECIAL_TOKENS,
+    CONTINUING_SUBWORD_PREFIX,
+    load_tokenizer,
+    special_token_ids,
+    vocab_digest,
+)
+
+SPLITS = ("train", "heldout")
+IGNORE_INDEX = -100
+"""Label of positions and NSP pairs that carry no loss (PyTorch's cross-entropy default)."""
+
+
+@dataclass(frozen=True)
+class ExamplesParams:
+    """The ``examples`` section of params.yaml (docs/examples.md explains each knob)."""
+
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    dupe_factor: int = 2
+    short_seq_prob: float = 0.1
+    whole_word_mask: bool = False
+    nsp: bool = True
+    masking: Literal["static", "dynamic"] = "static"
+    random_seed: int = 12345
+    negative_pool_size: int = 1000
+    num_proc: int = 2
+    rows_per_shard: int = 20000
+
+    def __post_init__(self) -> None:
+        require(8 <= self.max_seq_length <= 32767, "max_seq_length", "must be in [8, 32767]",
+                self.max_seq_length)  # fmt: skip
+        most = self.max_num_tokens
+        require(
+            1 <= self.max_predictions_per_seq <= most,
+            "max_predictions_per_seq",
+            f"must be in [1, max_seq_length - {self.max_seq_length - most}] = [1, {most}]",
+            self.max_predictions_per_seq,
+        )
+        require(0.0 < self.masked_lm_prob < 1.0, "masked_lm_prob", "must be in (0, 1)",
+                self.masked_lm_prob)  # fmt: skip
+        require(self.dupe_factor >= 1, "dupe_factor", "must be at least 1", self.dupe_factor)
+        require(0.0 <= self.short_seq_prob <= 1.0, "short_seq_prob", "must be in [0, 1]",
+                self.short_seq_prob)  # fmt: skip
+        require(self.negative_pool_size >= 2, "negative_pool_size", "must be at least 2",
+                self.negative_pool_size)  # fmt: skip
+        require(self.num_proc >= 1, "num_proc", "must be at least 1", self.num_proc)
+        require(self.rows_per_shard >= 1, "rows_per_shard", "must be at least 1",
+                self.rows_per_shard)  # fmt: skip
+
+    @property
+    def max_num_tokens(self) -> int:
+        """Room for the segments: [CLS] A [SEP] B [SEP] with NSP, [CLS] A [SEP] without."""
+        return self.max_seq_length - (3 if self.nsp else 2)
+
+
+# --- the tokenizer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What instance creation needs to know about data/tokenizer/, checked once up front."""
+
+    directory: Path
+    vocab_size: int
+    special_ids: dict[str, int]
+    digest: str
+    continuation_ids: tuple[int, ...]
+
+    @property
+    def id_dtype(self) -> np.dtype:
+        return np.dtype(id_dtype_name(self.vocab_size))
+
+
+def inspect_tokenizer(directory: Path) -> TokenizerInfo:
+    """Load data/tokenizer/ once up front and describe it.
+
+    `bertforge.vocab.load_tokenizer` refuses, in one line, a missing tokenizer, a vocab.txt that
+    disagrees with tokenizer.json and a missing special token.
+    """
+    tokenizer = load_tokenizer(Path(directory))
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    special_ids = special_token_ids(tokenizer)
+    return TokenizerInfo(
+        directory=Path(directory),
+        vocab_size=len(vocab),
+        special_ids={token: special_ids[token] for token in BERT_SPECIAL_TOKENS},
+        digest=vocab_digest(Path(directory)),
+        continuation_ids=tuple(
+            sorted(i for token, i in vocab.items() if token.startswith(CONTINUING_SUBWORD_PREFIX))
+        ),
+    )
+
+
+# --- a work unit: documents tokenized into one flat array ------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenizedUnit:
+    """The documents of one work unit as a flat token array.
+
+    Sentence ``s`` is ``token_ids[sentence_starts[s]:sentence_starts[s + 1]]``; document ``d``
+    is sentences ``document_sentences[d][0]`` up to (not including) ``document_sentences[d][1]``.
+    Consecutive sentences are contiguous, so any run of sentences is one ``(start, end)`` span.
+    Sentences without tokens and documents without sentences are dropped, as the original does.
+    """
+
+    token_ids: np.ndarray
+    sentence_starts: list[int]
+    document_sentences: list[tuple[int, int]]
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.document_sentences)
+
+
+class SentenceTokenizer:
+    """Sentences → token ids, encoding each distinct space-separated word once.
+
+    BERT's text pipeline never looks across an ASCII space: cleaning, lowercasing (the final
+    sigma rule needs a cased letter next to the sigma), NFD and accent stripping act within a
+    word, and the pre-tokenizer splits at spaces first. So a sentence's ids are its words' ids
+    back to back, and a word seen before costs a lookup instead of a trip through the tokenizer
+    (tests check the ids equal whole-sentence ``encode_batch``). Splitting and looking up run in
+    Arrow's C++ kernels; new words go through the tokenizer in large pre-tokenized batches. The
+    memo holds at most `max_words` words and starts afresh when full: memory stays bounded.
+    """
+
+    def __init__(self, tokenizer: Any, id_dtype: np.dtype, max_words: int = 200_000) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self.tokenizer = tokenizer
+        self.id_dtype = np.dtype(id_dtype)
+        self.max_words = max_words
+        self._forget()
+
+    def _forget(self) -> None:
+        self.word_number: dict[str, int] = {}
+        self.word_token_ids = np.zeros(1 << 16, dtype=self.id_dtype)  # all words' ids, in a row
+        self.word_starts = np.zeros(1 << 12, dtype=np.int64)
+        self.word_lengths = np.zeros(1 << 12, dtype=np.int64)
+        self.stored_ids = 0
+
+    def encode(self, sentences: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        """The sentences' ids back to back, and the number of ids of each sentence."""
+        words_of_sentences = pc.split_pattern(sentences, " ")
+        words = pc.dictionary_encode(words_of_sentences.flatten())
+        numbers = self._numbers(words.dictionary.to_pylist())[words.indices.to_numpy()]
+        lengths = self.word_lengths[numbers]
+        token_ids = self.word_token_ids[_concatenated_ranges(self.word_starts[numbers], lengths)]
+        words_per_sentence = pc.list_value_length(words_of_sentences).to_numpy()
+        sentence_of_word = np.repeat(np.arange(len(sentences)), words_per_sentence)
+        sentence_lengths = np.bincount(sentence_of_word, weights=lengths, minlength=len(sentences))
+        return token_ids, sentence_lengths.astype(np.int64)
+
+    def _numbers(self, distinct_words: list[str]) -> np.ndarray:
+        """The memo's number of each word, encoding the words it does not know yet."""
+        unknown = [word for word in distinct_words if word not in self.word_number]
+        if len(self.word_number) + len(unknown) > self.max_words:
+            self._forget()
+            unknown = distinct_words
+        for start in range(0, len(unknown), 4096):
+            self._learn(unknown[start : start + 4096])
+        return np.fromiter(
+            map(self.word_number.__getitem__, distinct_words), np.int64, len(distinct_words)
+        )
+
+    def _learn(self, words: list[str]) -> None:
+        """Encode `words` as one pre-tokenized sequence; `word_ids` says which token is whose."""
+        encoding = self.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+        lengths = np.bincount(np.array(encoding.word_ids, dtype=np.int64), minlength=len(words))
+        first = len(self.word_number)
+        self.word_starts = _grown(self.word_starts, first + len(words))
+        self.word_lengths = _grown(self.word_lengths, first + len(words))
+        self.word_starts[first : first + len(words)] = (
+            self.stored_ids + np.cumsum(lengths) - lengths
+        )
+        self.word_lengths[first : first + len(words)] = lengths
+        self.word_token_ids = _grown(self.word_token_ids, self.stored_ids + len(encoding.ids))
+        self.word_token_ids[self.stored_ids : self.stored_ids + len(encoding.ids)] = encoding.ids
+        self.stored_ids += len(encoding.ids)
+        self.word_number.update(zip(words, range(first, first + len(words)), strict=True))
+
+
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    """`array`, or a copy at least twice as long when it is shorter than `size`."""
+    if size <= len(array):
+        return array
+    grown = np.zeros(max(size, 2 * len(array)), dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+def tokenize_unit(tokenizer: SentenceTokenizer, documents: pa.ListArray) -> TokenizedUnit:
+    """Tokenize every sentence of the unit's documents, without special tokens, into one array."""
+    token_ids, lengths = tokenizer.encode(documents.flatten())
+    sentences_per_document = pc.list_value_length(documents).to_numpy()
+    document_of_sentence = np.repeat(np.arange(len(documents)), sentences_per_document)
+    kept = lengths > 0
+    sentences_per_document = np.bincount(document_of_sentence[kept], minlength=len(documents))
+    sentences_per_document = sentences_per_document[sentences_per_document > 0]
+    document_ends = np.cumsum(sentences_per_document).tolist()
+    return TokenizedUnit(
+        token_ids=token_ids,
+        sentence_starts=[0, *np.cumsum(lengths[kept]).tolist()],
+        document_sentences=list(zip([0, *document_ends[:-1]], document_ends, strict=True)),
+    )
+
+
+# --- the steps of the original -----------------------------------------------------------------
+
+
+Span = tuple[int, int]
+InstanceSpans = tuple[int, int, int, int, int]
+"""(a_start, a_end, b_start, b_end, next_sentence_label) in unit token coordinates."""
+
+
+def _uniform_int(rng: np.random.Generator, low: int, high: int) -> int:
+    """Uniform integer in [low, high], both included (the original's ``rng.randint``)."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _target_seq_length(max_num_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
+    """Usually fill the sequence; with probability `short_seq_prob` aim for a shorter one."""
+    if rng.random() < short_seq_prob:
+        return _uniform_int(rng, 2, max_num_tokens)
+    return max_num_tokens
+
+
+def create_instances_from_document(
+    unit: TokenizedUnit, document_index: int, params: ExamplesParams, rng: np.random.Generator
+) -> list[InstanceSpans]:
+    """Cut one document into [CLS] A [SEP] B [SEP] sentence pairs (the original's loop).
+
+    Sentences are accumulated into a chunk until it reaches the target length (drawn once per
+    document) or the document ends. A is the chunk's first `a_end` sentences, `a_end` uniform in
+    [1, len(chunk) - 1]. With probability 0.5 — always for a one-sentence chunk — B is a random
+    continuation from another document of the unit (label 1) and the chunk's unused sentences
+    are put back; otherwise B is the rest of the chunk (label 0).
+    """
+    if not params.nsp:
+        return create_full_sentence_instances_from_document(unit, document_index, params, rng)
+    starts = unit.sentence_starts
+    first_sentence, end_sentence = unit.document_sentences[document_index]
+    max_num_tokens = params.max_num_tokens
+    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, rng)
+
+    instances: list[InstanceSpans] = []
+    chunk_start = first_sentence
+    i = first_sentence
+    while i < end_sentence:
+        current_length = starts[i + 1] - starts[chunk_start]
+        if i == end_sentence - 1 or current_length >= target_seq_length:
+            chunk_sentences = i + 1 - chunk_start
+            a_end = 1 if chunk_sentences == 1 else _uniform_int(rng, 1, chunk_sentences - 1)
+            span_a = (starts[chunk_start], starts[chunk_start + a_end])
+            if chunk_sentences == 1 or rng.random() < 0.5:
+                is_random_next = 1
+                target_b_length = target_seq_length - (span_a[1] - span_a[0])
+                span_b = random_continuation(unit, document_index, target_b_length, rng)
+                i = chunk_start + a_end - 1  # put the unused sentences back
+            else:
+                is_random_next = 0
+                span_b = (span_a[1], starts[i + 1])
+            span_a, span_b = truncate_seq_pair(span_a, span_b, max_num_tokens, rng)
+            instances.append((*span_a, *span_b, is_random_next))
+            chunk_start = i + 1
+        i += 1
+    return instances
+
+
+def random_continuation(
+    unit: TokenizedUnit, document_index: int, target_b_length: int, rng: np.random.Generator
+) -> Span:
+    """Sentences from a random start in a random *other* document of the unit, until the target.
+
+    At least one sentence is taken, as in the original.
+    """
+    other = _uniform_int(rng, 0, unit.num_documents - 2)
+    other += other >= document_index  # skip the document itself
+    first_sentence, end_sentence = unit.document_sentences[other]
+    random_start = _uniform_int(rng, first_sentence, end_sentence - 1)
+    starts = unit.sentence_starts
+    start_token = starts[random_start]
+    # the first sentence end at or past the target, but no further than the document's end
+    end = bisect.bisect_left(starts, start_token + target_b_length)
+    end = min(max(end, random_start + 1), end_sentence)
+    return start_token, starts[end]
+
+
+def create_full_sentence_instances_from_document(
+    unit: TokenizedUnit, document_index: int, params: ExamplesParams, rng: np.random.Generator
+) -> list[InstanceSpans]:
+    """Without NSP: [CLS] A [SEP], A as many whole sentences as fit the target.
+
+    This is RoBERTa's "DOC-SENTENCES" input: contiguous full sentences from one document, so no
+    token is lost; only a single sentence longer than the sequence is truncated.
+    """
+    starts = unit.sentence_starts
+    first_sentence, end_sentence = unit.document_sentences[document_index]
+    max_num_tokens = params.max_num_tokens
+    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, rng)
+
+    instances: list[InstanceSpans] = []
+    chunk_start = first_sentence
+    for i in range(first_sentence, end_sentence):
+        is_last = i == end_sentence - 1
+        if is_last or starts[i + 2] - starts[chunk_start] > target_seq_length:
+            span_a = (starts[chunk_start], starts[i + 1])
+            span_a, _ = truncate_seq_pair(span_a, (0, 0), max_num_tokens, rng)
+            instances.append((*span_a, 0, 0, -1))
+            chunk_start = i + 1
+    return instances
+
+
+def truncate_seq_pair(
+    span_a: Span, span_b: Span, max_num_tokens: int, rng: np.random.Generator
+) -> tuple[Span, Span]:
+    """Shorten A and B to `max_num_tokens` together, one token at a time from the longer one.
+
+    B loses the token on ties, and each token goes from the front or the back with probability
+    0.5. Removing tokens one by one this way amounts to: all from the longer segment until they
+    are level, then alternately B, A, B, …; the number taken from the front is binomial.
+    """
+    length_a, length_b = span_a[1] - span_a[0], span_b[1] - span_b[0]
+    excess = length_a + length_b - max_num_tokens
+    if excess <= 0:
+        return span_a, span_b
+    gap = length_a - length_b
+    if gap >= excess:
+        removed_a, removed_b = excess, 0
+    elif -gap >= excess:
+        removed_a, removed_b = 0, excess
+    else:
+        level_excess = excess - abs(gap)
+        removed_a = max(gap, 0) + level_excess // 2
+        removed_b = max(-gap, 0) + (level_excess + 1) // 2
+    return _trim(span_a, removed_a, rng), _trim(span_b, removed_b, rng)
+
+
+def _trim(span: Span, removed: int, rng: np.random.Generator) -> Span:
+    if removed == 0:
+        return span
+    from_front = int(rng.binomial(removed, 0.5))
+    return span[0] + from_front, span[1] - (removed - from_front)
+
+
+# --- masking -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MaskingRule:
+    """How many tokens to predict and what they become; shared by static and dynamic masking.
+
+    `continuation` (whole-word masking) marks the vocabulary ids of ``##`` pieces; `None` masks
+    single tokens. Random replacements are drawn over the whole vocabulary, special tokens
+    included, as in the original (``vocab_words = list(tokenizer.vocab.keys())``).
+    """
+
+    masked_lm_prob: float
+    max_predictions_per_seq: int
+    vocab_size: int
+    mask_id: int
+    unmaskable_ids: tuple[int, ...]
+    continuation: np.ndarray | None = None
+
+    @classmethod
+    def create(
+        cls,
+        masked_lm_prob: float,
+        max_predictions_per_seq: int,
+        vocab_size: int,
+        special_ids: Mapping[str, int],
+        continuation_ids: Iterable[int] | None = None,
+    ) -> MaskingRule:
+        """The rule for a vocabulary; `continuation_ids` (the ``##`` pieces) for whole words."""
+        continuation = None
+        if continuation_ids is not None:
+            continuation = np.zeros(vocab_size, dtype=bool)
+            continuation[list(continuation_ids)] = True
+        return cls(
+            masked_lm_prob=masked_lm_prob,
+            max_predictions_per_seq=max_predictions_per_seq,
+            vocab_size=vocab_size,
+            mask_id=special_ids["[MASK]"],
+            unmaskable_ids=(special_ids["[CLS]"], special_ids["[SEP]"]),
+            continuation=continuation,
+        )
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], vocab: Mapping[str, int]) -> MaskingRule:
+        """The rule data/examples/meta.json describes, for `vocab` (token → id)."""
+        continuation_ids = None
+        if meta["whole_word_mask"]:
+            continuation_ids = [
+                i for token, i in vocab.items() if token.startswith(CONTINUING_SUBWORD_PREFIX)
+            ]
+        return cls.create(
+            meta["masked_lm_prob"],
+            meta["max_predictions_per_seq"],
+            meta["vocab_size"],
+            meta["special_token_ids"],
+            continuation_ids,
+        )
+
+
+def create_masked_lm_predictions(
+    token_ids: np.ndarray, rule: MaskingRule, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mask one sequence: ``(masked ids, masked_lm_positions ascending, original ids there)``.
+
+    The original's rule: candidates are every position but [CLS] and [SEP], in random order;
+    ``num_to_predict = min(max_predictions_per_seq, max(1, round(len * masked_lm_prob)))``; each
+    chosen token becomes [MASK] 80% of the time, stays 10%, becomes a random token 10%.
+    """
+    token_ids = np.asarray(token_ids)
+    masked, positions, labels = mask_batch(
+        token_ids[None, :], np.array([len(token_ids)]), rule, rng
+    )
+    count = int((labels[0] != IGNORE_INDEX).sum())
+    return masked[0], positions[0, :count], labels[0, :count].astype(token_ids.dtype)
+
+
+def mask_batch(
+    input_ids: np.ndarray, lengths: np.ndarray, rule: MaskingRule, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`create_masked_lm_predictions` for a padded batch ``[batch, width]`` of sequences.
+
+    Positions at or past a row's length (padding) are never chosen. Returns the masked ids
+    (same shape and dtype), ``masked_lm_positions [batch, max_predictions_per_seq]`` ascending
+    and padded with 0, and ``masked_lm_labels`` (the original ids) padded with `IGNORE_INDEX`.
+    """
+    input_ids = np.asarray(input_ids)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    batch, width = input_ids.shape
+    in_sequence = np.arange(width) < lengths[:, None]
+    candidate = in_sequence & ~np.isin(input_ids, rule.unmaskable_ids)
+    num_to_predict = np.rint(lengths * rule.masked_lm_prob).astype(np.int64)
+    num_to_predict = np.minimum(rule.max_predictions_per_seq, np.maximum(1, num_to_predict))
+    num_to_predict = np.minimum(num_to_predict, candidate.sum(axis=1))
+    if rule.continuation is None:
+        chosen = _choose_tokens(candidate, num_to_predict, rng)
+    else:
+        word_start = candidate & ~(rule.continuation[input_ids] & _shift_right(candidate))
+        chosen = _choose_whole_words(candidate, word_start, num_to_predict, rng)
+
+    predictions = rule.max_predictions_per_seq
+    positions = np.zeros((batch, predictions), dtype=np.int64)
+    visible = min(predictions, width)
+    positions[:, :visible] = np.argsort(~chosen, axis=1, kind="stable")[:, :visible]
+    is_prediction = np.arange(predictions) < chosen.sum(axis=1)[:, None]
+    positions[~is_prediction] = 0
+    rows = np.broadcast_to(np.arange(batch)[:, None], positions.shape)
+    labels = np.where(is_prediction, input_ids[rows, positions].astype(np.int64), IGNORE_INDEX)
+
+    decision = rng.random((batch, predictions))
+    random_ids = rng.integers(0, rule.vocab_size, size=(batch, predictions))
+    replacement = np.where(
+        decision < 0.8, rule.mask_id, np.where(decision < 0.9, labels, random_ids)
+    )
+    masked = input_ids.copy()
+    masked[rows[is_prediction], positions[is_prediction]] = replacement[is_prediction]
+    return masked, positions, labels
+
+
+def _shift_right(flags: np.ndarray) -> np.ndarray:
+    shifted = np.zeros_like(flags)
+    shifted[:, 1:] = flags[:, :-1]
+    return shifted
+
+
+def _choose_tokens(
+    candidate: np.ndarray, num_to_predict: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The first `num_to_predict` candidates of each row in a random order."""
+    keys = rng.random(candidate.shape)
+    keys[~candidate] = 2.0  # after every candidate
+    chosen = np.zeros_like(candidate)
+    take = int(num_to_predict.max(initial=0))
+    if take == 0:
+        return chosen
+    smallest = np.argpartition(keys, take - 1, axis=1)[:, :take]
+    in_order = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
+    ranked = np.take_along_axis(smallest, in_order, axis=1)
+    selected = np.arange(take) < num_to_predict[:, None]
+    chosen[np.nonzero(selected)[0], ranked[selected]] = True
+    return chosen
+
+
+def _choose_whole_words(
+    candidate: np.ndarray,
+    word_start: np.ndarray,
+    num_to_predict: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Whole words in a random order; a word that would overshoot `num_to_predict` is skipped."""
+    word_index = np.cumsum(word_start, axis=1) - 1
+    chosen = np.zeros_like(candidate)
+    for row in range(len(candidate)):
+        words = word_index[row][candidate[row]]
+        word_lengths = np.bincount(words).tolist()
+        picked: list[int] = []
+        covered = 0
+        for word in np.argsort(rng.random(len(word_lengths)), kind="stable").tolist():
+            if covered >= num_to_predict[row]:
+                break
+            if covered + word_lengths[word] > num_to_predict[row]:
+                continue
+            picked.append(word)
+            covered += word_lengths[word]
+        chosen[row] = candidate[row] & np.isin(word_index[row], picked)
+    return chosen
+
+
+# --- a unit's instances, as ragged arrays ------------------------------------------------------
+
+
+@dataclass
+class InstanceBatch:
+    """Instances as flat arrays plus offsets (row ``i`` is ``values[offsets[i]:offsets[i+1]]``).
+
+    This is the stored form: unpadded, ids in the narrowest unsigned type of the vocabulary.
+    """
+
+    input_ids: np.ndarray
+    input_offsets: np.ndarray
+    segment_b_start: np.ndarray
+    masked_lm_positions: np.ndarray
+    masked_lm_ids: np.ndarray
+    masked_offsets: np.ndarray
+    next_sentence_label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.segment_b_start)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per instance, in the columns of the examples contract."""
+        input_ids = _split(self.input_ids, self.input_offsets)
+        positions = _split(self.masked_lm_positions, self.masked_offsets)
+        masked_ids = _split(self.masked_lm_ids, self.masked_offsets)
+        return [
+            {
+                "input_ids": row_ids,
+                "segment_b_start": b_start,
+                "masked_lm_positions": row_positions,
+                "masked_lm_ids": row_masked_ids,
+                "next_sentence_label": label,
+            }
+            for row_ids, b_start, row_positions, row_masked_ids, label in zip(
+                input_ids,
+                self.segment_b_start,
+                positions,
+                masked_ids,
+                self.next_sentence_label,
+                strict=True,
+            )
+        ]
+
+
+def _split(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    bounds = offsets.tolist()
+    return [values[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def _concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])``, vectorized."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    shift = np.repeat(starts - (ends - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+def assemble_instances(
+    token_ids: np.ndarray, spans: np.ndarray, cls_id: int, sep_id: int
+) -> InstanceBatch:
+    """Build ``[CLS] A [SEP] B [SEP]`` (or ``[CLS] A [SEP]`` without B) for every span row."""
+    a_start, a_end, b_start, b_end, label = spans.T
+    length_a, length_b = a_end - a_start, b_end - b_start
+    has_b = length_b > 0
+    lengths = 2 + length_a + np.where(has_b, length_b + 1, 0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    input_ids = np.empty(int(offsets[-1]), dtype=token_ids.dtype)
+    input_ids[offsets[:-1]] = cls_id
+    input_ids[offsets[:-1] + 1 + length_a] = sep_id
+    input_ids[offsets[1:] - 1] = sep_id
+    input_ids[_concatenated_ranges(offsets[:-1] + 1, length_a)] = token_ids[
+        _concatenated_ranges(a_start, length_a)
+    ]
+    input_ids[_concatenated_ranges(offsets[:-1] + 2 + length_a, length_b)] = token_ids[
+        _concatenated_ranges(b_start, length_b)
+    ]
+    empty = np.zeros(0, dtype=np.int16)
+    return InstanceBatch(
+        input_ids=input_ids,
+        input_offsets=offsets,
+        segment_b_start=np.where(has_b, 2 + length_a, lengths).astype(np.int16),
+        masked_lm_positions=empty,
+        masked_lm_ids=np.zeros(0, dtype=token_ids.dtype),
+        masked_offsets=np.zeros(len(lengths) + 1, dtype=np.int64),
+        next_sentence_label=label.astype(np.int8),
+    )
+
+
+def pad_ragged(values: np.ndarray, offsets: np.ndarray, pad_value: int, width: int | None = None):
+    """Rows of a ragged array as a ``[rows, width]`` matrix; returns it and the row lengths."""
+    lengths = np.diff(offsets)
+    width = int(lengths.max(initial=0)) if width is None else width
+    padded = np.full((len(lengths), width), pad_value, dtype=values.dtype)
+    padded[np.arange(width) < lengths[:, None]] = values
+    return padded, lengths
+
+
+def mask_instances(instances: InstanceBatch, rule: MaskingRule, rng: np.random.Generator) -> None:
+    """Static masking: substitute the masks into `instances` and record what was there."""
+    padded, lengths = pad_ragged(instances.input_ids, instances.input_offsets, 0)
+    masked, positions, labels = mask_batch(padded, lengths, rule, rng)
+    is_prediction = labels != IGNORE_INDEX
+    instances.input_ids = masked[np.arange(masked.shape[1]) < lengths[:, None]]
+    instances.masked_lm_positions = positions[is_prediction].astype(np.int16)
+    instances.masked_lm_ids = labels[is_prediction].astype(instances.input_ids.dtype)
+    instances.masked_offsets = np.concatenate([[0], np.cumsum(is_prediction.sum(axis=1))])
+
+
+# --- one work unit, start to end ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Documents `first_document` … of one split (their sentences), with their own generator."""
+
+    split_index: int
+    unit_index: int
+    first_document: int
+    documents: pa.ListArray
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    """Everything a worker needs besides the unit itself."""
+
+    params: ExamplesParams
+    tokenizer: TokenizerInfo
+    dupe_factors: tuple[int, ...]  # per split
+
+    def masking_rule(self) -> MaskingRule:
+        return MaskingRule.create(
+            self.params.masked_lm_prob,
+            self.params.max_predictions_per_seq,
+            self.tokenizer.vocab_size,
+            self.tokenizer.special_ids,
+            self.tokenizer.continuation_ids if self.params.whole_word_mask else None,
+        )
+
+
+def unit_generator(random_seed: int, split_index: int, unit_index: int) -> np.random.Generator:
+    """The generator of one unit: independent of every other unit and of the worker running it."""
+    return np.random.default_rng(np.random.SeedSequence([random_seed, split_index, unit_index]))
+
+
+def create_unit_instances(
+    unit: TokenizedUnit,
+    settings: UnitSettings,
+    dupe_factor: int,
+    rng: np.random.Generator,
+    where: str = "",
+) -> InstanceBatch:
+    """`dupe_factor` passes over the unit's documents, shuffled, then masked (static masking)."""
+    params = settings.params
+    if params.nsp and unit.num_documents < 2:
+        raise BertforgeError(
+            f"{where}: nsp needs at least two documents with tokens per unit, found "
+            f"{unit.num_documents} (set examples.nsp false or add documents)"
+        )
+    spans = [
+        instance
+        for _ in range(dupe_factor)
+        for document_index in range(unit.num_documents)
+        for instance in create_instances_from_document(unit, document_index, params, rng)
+    ]
+    span_rows = np.array(spans, dtype=np.int64).reshape(-1, 5)
+    span_rows = span_rows[rng.permutation(len(span_rows))]
+    special = settings.tokenizer.special_ids
+    instances = assemble_instances(unit.token_ids, span_rows, special["[CLS]"], special["[SEP]"])
+    if params.masking == "static":
+        mask_instances(instances, settings.masking_rule(), rng)
+    return instances
+
+
+@dataclass
+class UnitResult:
+    """What a worker sends back: the unit's instances and the counts behind the metrics."""
+
+    instances: InstanceBatch
+    counts: dict[str, int]
+    documents: int
+
+
+class _Worker:
+    """Per-process state: the tokenizer is loaded once per worker, not once per unit."""
+
+    settings: UnitSettings | None = None
+    tokenizer: SentenceTokenizer | None = None
+
+
+def _start_worker(settings: UnitSettings) -> None:
+    # num_proc is the parallelism: keep the Rust tokenizer on this process's one core
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _Worker.settings = settings
+    _Worker.tokenizer = SentenceTokenizer(
+        load_tokenizer(settings.tokenizer.directory), settings.tokenizer.id_dtype
+    )
+
+
+def process_unit(unit: WorkUnit) -> UnitResult:
+    """Tokenize a unit and create its instances, in a started worker."""
+    settings = _Worker.settings
+    if settings is None:
+        raise RuntimeError("process_unit runs in a worker started by _start_worker")
+    tokenized = tokenize_unit(_Worker.tokenizer, unit.documents)
+    rng = unit_generator(settings.params.random_seed, unit.split_index, unit.unit_index)
+    where = (
+        f"data/ingested/{SPLITS[unit.split_index]} documents {unit.first_document}"
+        f"-{unit.first_document + len(unit.documents) - 1}"
+    )
+    dupe_factor = settings.dupe_factors[unit.split_index]
+    instances = create_unit_instances(tokenized, settings, dupe_factor, rng, where)
+    counts = instance_statistics(instances, settings.tokenizer.special_ids["[MASK]"])
+    return UnitResult(instances, counts, len(unit.documents))
+
+
+def instance_statistics(instances: InstanceBatch, mask_id: int) -> dict[str, int]:
+    """Counts behind metrics/examples.json (summed over units, then turned into ratios)."""
+    row_of_prediction = np.repeat(np.arange(len(instances)), np.diff(instances.masked_offsets))
+    at_positions = instances.input_ids[
+        instances.input_offsets[:-1][row_of_prediction] + instances.masked_lm_positions
+    ]
+    became_mask = at_positions == mask_id
+    kept = ~became_mask & (at_positions == instances.masked_lm_ids)
+    labels = instances.next_sentence_label
+    return {
+        "instances": len(instances),
+        "tokens": len(instances.input_ids),
+        "masked": len(instances.masked_lm_positions),
+        "masked_as_mask": int(became_mask.sum()),
+        "masked_kept": int(kept.sum()),
+        "masked_random": int((~became_mask & ~kept).sum()),
+        "nsp_pairs": int((labels >= 0).sum()),
+        "random_next": int((labels == 1).sum()),
+    }
+
+
+def iter_work_units(
+    document_batches: Iterable[pa.ListArray], split_index: int, unit_size: int
+) -> Iterator[WorkUnit]:
+    """Cut a stream of documents into units of `unit_size`; a last unit of one is merged back.
+
+    A unit needs two documents to draw NSP negatives, so a single trailing document joins the
+    unit before it. Which documents form a unit depends only on the stream, never on workers.
+    """
+    runs = _document_runs(document_batches, unit_size)
+    previous = next(runs, None)
+    unit_index = first_document = 0
+    for run in runs:
+        if len(run) == 1:  # only the last run can be shorter than unit_size >= 2
+            previous = pa.concat_arrays([previous, run])
+            continue
+        yield WorkUnit(split_index, unit_index, first_document, previous)
+        unit_index, first_document = unit_index + 1, first_document + len(previous)
+        previous = run
+    if previous is not None:
+        yield WorkUnit(split_index, unit_index, first_document, previous)
+
+
+def _document_runs(document_batches: Iterable[pa.ListArray], size: int) -> Iterator[pa.ListArray]:
+    """Runs of `size` documents (the last one shorter), each a compact array of its own: a
+    slice would carry its whole batch along when pickled to a worker."""
+    pending: list[pa.ListArray] = []
+    count = 0
+    for batch in document_batches:
+        pending.append(batch)
+        count += len(batch)
+        while count >= size:
+            documents = pa.concat_arrays(pending)
+            yield pa.concat_arrays([documents[:size]])
+            pending, count = [documents[size:]], count - size
+    if count:
+        yield pa.concat_arrays(pending)
+
+
+def iter_documents(split_dir: Path, batch_size: int = 1024) -> Iterator[pa.ListArray]:
+    """The sentences of an ingested split's documents, streamed in order, a batch at a time."""
+    for batch in iter_batches(split_dir, columns=["sentences"], batch_size=batch_size):
+        yield batch.column(0)
+
+
+def _ordered_parallel_map(
+    function: Callable[[Any], Any], tasks: Iterable[Any], pool: Any, in_flight: int
+) -> Iterator[Any]:
+    """``pool.imap`` with at most `in_flight` tasks read ahead (imap reads its input eagerly)."""
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(pool.apply_async(function, (task,)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+class _Done:
+    """A finished task, for the in-process path."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
+
+
+class _InProcessPool:
+    """The ``num_proc: 1`` path: the same unit function, run in this process."""
+
+    def apply_async(self, function: Callable[[Any], Any], args: tuple) -> _Done:
+        return _Done(function(*args))
+
+
+@contextmanager
+def _worker_pool(settings: UnitSettings) -> Iterator[Any]:
+    """`num_proc` started workers, or this process itself when `num_proc` is 1."""
+    if settings.params.num_proc == 1:
+        _start_worker(settings)
+        yield _InProcessPool()
+        return
+    pool = multiprocessing.Pool(
+        settings.params.num_proc, initializer=_start_worker, initargs=(settings,)
+    )
+    try:
+        yield pool
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+# --- the stage ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExamplesInputs:
+    """The checked inputs of the stage."""
+
+    ingested: Path
+    tokenizer: TokenizerInfo
+    documents: dict[str, int]
+
+
+def check_inputs(ingested: Path, tokenizer_dir: Path, params: ExamplesParams) -> ExamplesInputs:
+    """Fail early, in one line, on anything that would make the stage fail later."""
+    ingested = Path(ingested)
+    documents = {}
+    for split in SPLITS:
+        split_dir = ingested / split
+        if not split_dir.is_dir():
+            raise BertforgeError(f"{split_dir}: not found (run the ingest stage first)")
+        documents[split] = count_rows(split_dir)
+        if documents[split] == 0:
+            raise BertforgeError(f"{split_dir}: no documents (add text to the corpus)")
+        if params.nsp and documents[split] == 1:
+            raise BertforgeError(
+                f"{split_dir}: nsp needs at least two documents, found one "
+                "(set examples.nsp false or add documents)"
+            )
+    return ExamplesInputs(ingested, inspect_tokenizer(tokenizer_dir), documents)
+
+
+def dupe_factors(params: ExamplesParams) -> tuple[int, int]:
+    """Passes over (train, heldout): held-out instances are for evaluation, one pass suffices."""
+    return params.dupe_factor, 1
+
+
+def write_examples(
+    inputs: ExamplesInputs, output: Path, params: ExamplesParams, progress: bool = True
+) -> dict[str, dict[str, float]]:
+    """Write every split's instances and meta.json into `output`; return the metrics per split."""
+    output = Path(output)
+    settings = UnitSettings(params, inputs.tokenizer, dupe_factors(params))
+    special = inputs.tokenizer.special_ids
+    schema = examples_schema(
+        vocab_size=inputs.tokenizer.vocab_size,
+        cls_id=special["[CLS]"],
+        sep_id=special["[SEP]"],
+        max_seq_length=params.max_seq_length,
+        max_predictions_per_seq=params.max_predictions_per_seq,
+        nsp=params.nsp,
+        masking=params.masking,
+        whole_word_mask=params.whole_word_mask,
+    )
+    arrow_schema = examples_arrow_schema(inputs.tokenizer.vocab_size)
+    metrics: dict[str, dict[str, float]] = {}
+    with _worker_pool(settings) as pool:
+        for split_index, split in enumerate(SPLITS):
+            where = f"data/examples/{split}"
+            writer = ShardWriter(
+                output / split,
+                arrow_schema,
+                params.rows_per_shard,
+                validate=lambda frame, where=where: validate(schema, frame, where),
+            )
+            units = iter_work_units(
+                iter_documents(inputs.ingested / split), split_index, params.negative_pool_size
+            )
+            totals: Counter[str] = Counter()
+            with tqdm(
+                total=inputs.documents[split],
+                desc=f"examples {split}",
+                unit="doc",
+                disable=not progress,
+            ) as bar:
+                for result in _ordered_parallel_map(process_unit, units, pool, 2 * params.num_proc):
+                    writer.write_rows(result.instances.rows())
+                    totals.update(result.counts)
+                    bar.update(result.documents)
+            writer.close()
+            metrics[split] = split_metrics(totals, params)
+    write_meta(output / "meta.json", inputs, params, metrics)
+    return metrics
+
+
+def split_metrics(totals: Mapping[str, float], params: ExamplesParams) -> dict[str, float]:
+    """Ratios a reader can check against the params (fill, masked fraction, 80/10/10, NSP)."""
+    instances = int(totals.get("instances", 0))
+    tokens = int(totals.get("tokens", 0))
+    masked = int(totals.get("masked", 0))
+    nsp_pairs = int(totals.get("nsp_pairs", 0))
+
+    def ratio(numerator: float, denominator: float) -> float:
+        return float(numerator) / denominator if denominator else 0.0
+
+    metrics = {
+        "instances": instances,
+        "tokens": tokens,
+        "mean_fill_ratio": ratio(tokens, instances * params.max_seq_length),
+    }
+    if params.masking == "static":
+        metrics |= {
+            "masked_fraction": ratio(masked, tokens),
+            "masked_as_mask_ratio": ratio(totals.get("masked_as_mask", 0), masked),
+            "masked_kept_ratio": ratio(totals.get("masked_kept", 0), masked),
+            "masked_random_ratio": ratio(totals.get("masked_random", 0), masked),
+        }
+    if params.nsp:
+        metrics["nsp_random_next_ratio"] = ratio(totals.get("random_next", 0), nsp_pairs)
+    return metrics
+
+
+def write_meta(
+    path: Path,
+    inputs: ExamplesInputs,
+    params: ExamplesParams,
+    metrics: Mapping[str, Mapping[str, float]],
+) -> None:
+    """data/examples/meta.json: what a reader needs to interpret and check the shards."""
+    meta = {
+        "vocab_digest": inputs.tokenizer.digest,
+        "vocab_size": inputs.tokenizer.vocab_size,
+        "id_dtype": id_dtype_name(inputs.tokenizer.vocab_size),
+        "special_token_ids": inputs.tokenizer.special_ids,
+        "instances": {split: int(metrics[split]["instances"]) for split in metrics},
+        "dupe_factor": dict(zip(SPLITS, dupe_factors(params), strict=True)),
+        **{
+            key: getattr(params, key)
+            for key in (
+                "max_seq_length",
+                "masking",
+                "nsp",
+                "whole_word_mask",
+                "max_predictions_per_seq",
+                "masked_lm_prob",
+                "short_seq_prob",
+                "negative_pool_size",
+                "random_seed",
+            )
+        },
+    }
+    Path(path).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_meta(examples_dir: Path) -> dict[str, Any]:
+    """data/examples/meta.json, for readers of the shards (pretrain)."""
+    path = Path(examples_dir) / "meta.json"
+    if not path.is_file():
+        raise BertforgeError(f"{path}: not found (run the examples stage first)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --- reading the shards (pretrain) -------------------------------------------------------------
+
+
+def collate_instances(
+    batch: pa.RecordBatch | pa.Table,
+    pad_id: int,
+    max_predictions_per_seq: int,
+    dynamic_masking: tuple[MaskingRule, np.random.Generator] | None = None,
+    pad_to: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Stored instances → padded int64 model inputs, as transformers' BERT names them.
+
+    Returns ``input_ids``, ``attention_mask``, ``token_type_ids`` ``[batch, width]`` (width: the
+    longest row, or `pad_to`), ``masked_lm_positions`` ``[batch, max_predictions_per_seq]``
+    (padded with 0), ``masked_lm_labels`` (the original ids there, padded with `IGNORE_INDEX`),
+    ``labels`` ``[batch, width]`` (the same as a full-sequence MLM target: `IGNORE_INDEX`
+    except at masked positions) and ``next_sentence_label`` ``[batch]`` (`IGNORE_INDEX` without
+    NSP). With `dynamic_masking` (``masking: dynamic``) the masks are drawn here by `mask_batch`.
+    """
+    columns = {name: _combined(batch.column(name)) for name in batch.schema.names}
+    input_ids, lengths = pad_ragged(
+        columns["input_ids"].flatten().to_numpy(), _offsets(columns["input_ids"]), pad_id, pad_to
+    )
+    input_ids = input_ids.astype(np.int64)
+    width = input_ids.shape[1]
+    in_sequence = np.arange(width) < lengths[:, None]
+    segment_b_start = columns["segment_b_start"].to_numpy().astype(np.int64)
+    if dynamic_masking is not None:
+        rule, rng = dynamic_masking
+        input_ids, positions, masked_lm_labels = mask_batch(input_ids, lengths, rule, rng)
+        input_ids[~in_sequence] = pad_id
+    else:
+        positions, _ = pad_ragged(
+            columns["masked_lm_positions"].flatten().to_numpy().astype(np.int64),
+            _offsets(columns["masked_lm_positions"]),
+            0,
+            max_predictions_per_seq,
+        )
+        masked_lm_labels, _ = pad_ragged(
+            columns["masked_lm_ids"].flatten().to_numpy().astype(np.int64),
+            _offsets(columns["masked_lm_ids"]),
+            IGNORE_INDEX,
+            max_predictions_per_seq,
+        )
+    labels = np.full(input_ids.shape, IGNORE_INDEX, dtype=np.int64)
+    rows = np.broadcast_to(np.arange(len(labels))[:, None], positions.shape)
+    has_label = masked_lm_labels != IGNORE_INDEX
+    labels[rows[has_label], positions[has_label]] = masked_lm_labels[has_label]
+    next_sentence_label = columns["next_sentence_label"].to_numpy().astype(np.int64)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": in_sequence.astype(np.int64),
+        "token_type_ids": ((np.arange(width) >= segment_b_start[:, None]) & in_sequence).astype(
+            np.int64
+        ),
+        "masked_lm_positions": positions,
+        "masked_lm_labels": masked_lm_labels.astype(np.int64),
+        "labels": labels,
+        "next_sentence_label": np.where(next_sentence_label < 0, IGNORE_INDEX, next_sentence_label),
+    }
+
+
+def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _offsets(column: pa.ListArray) -> np.ndarray:
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return offsets - offsets[0]

@@ -1,0 +1,38 @@
+"""Stage `examples`: data/ingested + data/tokenizer → data/examples (MLM/NSP instances).
+
+Reads params.yaml `examples`, checks the inputs, writes the train and held-out instances and
+meta.json atomically (the previous data/examples stays as it was on any failure), logs to MLflow
+and writes metrics/examples.json. See docs/examples.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertforge.examples import ExamplesParams, check_inputs, write_examples
+from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.params import flatten, load_section
+from bertforge.stage import run_stage
+from bertforge.tracking import stage_run
+
+INGESTED = Path("data/ingested")
+TOKENIZER = Path("data/tokenizer")
+EXAMPLES = Path("data/examples")
+METRICS = Path("metrics/examples.json")
+
+
+def main() -> None:
+    params = load_section(ExamplesParams, "examples")
+    inputs = check_inputs(INGESTED, TOKENIZER, params)
+    with stage_run(
+        "examples", params, inputs={"ingested": INGESTED, "tokenizer": TOKENIZER}
+    ) as run:
+        with atomic_directory(EXAMPLES) as staging:
+            metrics = write_examples(inputs, staging, params)
+        write_json_atomic(METRICS, metrics)
+        run.log_metrics(flatten(metrics))
+        run.log_artifact(EXAMPLES / "meta.json")
+
+
+if __name__ == "__main__":
+    run_stage(main)
