@@ -1,0 +1,59 @@
+"""Stage `pretrain`: data/examples + data/tokenizer → data/pretrained/{checkpoints,model}.
+
+Reads params.yaml `pretrain` and checks the inputs (one-line errors, before any worker starts).
+Unless it already runs under a launcher (torchrun, deepspeed), it starts `processes` ranks of
+itself. The ranks train with DeepSpeed ZeRO, resuming from the latest complete checkpoint in
+data/pretrained/checkpoints, evaluate on the held-out examples and export the model atomically
+to data/pretrained/model; rank 0 writes metrics/pretrain.json and metrics/pretrain_log.tsv and
+logs to MLflow. See docs/pretrain.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from bertforge.io import write_json_atomic
+from bertforge.params import flatten, load_section
+from bertforge.pretrain import (
+    PretrainParams,
+    PretrainPaths,
+    check_inputs,
+    default_processes,
+    launch_local_processes,
+    pretrain,
+    under_launcher,
+)
+from bertforge.stage import run_stage
+from bertforge.tracking import stage_run
+
+PATHS = PretrainPaths()
+METRICS = Path("metrics/pretrain.json")
+
+
+def main() -> None:
+    params = load_section(PretrainParams, "pretrain")
+    launched = under_launcher()
+    world_size = int(os.environ["WORLD_SIZE"]) if launched else default_processes(params)
+    inputs = check_inputs(params, PATHS, world_size)
+    if not launched and world_size > 1:
+        sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))
+    tracked = {"examples": PATHS.examples, "tokenizer": PATHS.tokenizer}
+    with stage_run("pretrain", params, inputs=tracked) as run:
+        summary = pretrain(
+            params,
+            inputs,
+            PATHS,
+            log_metrics=run.log_metrics,
+            lineage={"mlflow_run_id": run.run_id},
+        )
+        if summary is None:  # not rank 0
+            return
+        write_json_atomic(METRICS, summary)
+        run.log_metrics(flatten(summary))
+        run.log_artifact(PATHS.export, "model")
+
+
+if __name__ == "__main__":
+    run_stage(main)
