@@ -1,0 +1,64 @@
+"""finetune@<task>: fine-tune the pretrained export on one task, and the from-scratch baseline.
+
+Usage: python stages/finetune.py <task>   (a key of finetune.tasks in params.yaml)
+
+Writes data/finetuned/<task>/ atomically (task.json, <init>/seed-<n>/{model,predictions,
+metrics.json}) and metrics/finetune/<task>.json (mean and std over seeds, per init); logs one
+MLflow run per task with a child run per (init, seed), tagged with the pretraining run's id.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from bertforge.finetune import (
+    PRETRAIN_RUN_TAG,
+    FinetuneParams,
+    check_pretrained_export,
+    finetune_task,
+    pretrain_run_id,
+    summarize_seeds,
+    torch_threads,
+)
+from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.params import flatten, load_section
+from bertforge.stage import run_stage
+from bertforge.tasks import load_task
+from bertforge.tracking import stage_run
+
+MODEL_DIR = Path("data/pretrained/model")
+REFERENCE_VOCAB = Path("data/tokenizer/vocab.txt")
+OUTPUT_ROOT = Path("data/finetuned")
+METRICS_DIR = Path("metrics/finetune")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", help="a task named in params.yaml finetune.tasks")
+    name = parser.parse_args().task
+    params = load_section(FinetuneParams, "finetune")
+    spec = params.task(name)
+    config = check_pretrained_export(MODEL_DIR, REFERENCE_VOCAB, params.max_seq_length)
+    task = load_task(name, spec)
+    torch.set_num_threads(torch_threads(params.threads))
+    lineage = {PRETRAIN_RUN_TAG: pretrain_run_id(MODEL_DIR) or "unknown"}
+    inputs = {"pretrained": MODEL_DIR} | ({"task": Path(spec.path)} if spec.source != "hub" else {})
+    with stage_run(
+        "finetune",
+        params.for_task(name),
+        inputs=inputs,
+        run_name=f"finetune-{name}",
+        tags=lineage | {"bertforge.task": name},
+    ) as run:
+        with atomic_directory(OUTPUT_ROOT / name) as staging:
+            seed_metrics = finetune_task(task, MODEL_DIR, config, params, staging, lineage)
+        summary = summarize_seeds(task.describe(), seed_metrics)
+        write_json_atomic(METRICS_DIR / f"{name}.json", summary)
+        run.log_metrics(flatten({k: v for k, v in summary.items() if k in params.inits}))
+
+
+if __name__ == "__main__":
+    run_stage(main)
