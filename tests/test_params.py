@@ -31,7 +31,8 @@ def test_parse_fills_defaults_and_coerces_ints_to_floats():
 
 
 def test_range_error_names_file_section_and_key():
-    with pytest.raises(BertforgeError, match=r"^params.yaml: ex.fraction must be in \(0, 1\), got 1.5$"):
+    expected = r"^params.yaml: ex.fraction must be in \(0, 1\), got 1.5$"
+    with pytest.raises(BertforgeError, match=expected):
         parse(Example, {"fraction": 1.5}, "params.yaml: ex")
 
 

@@ -79,7 +79,8 @@ def parse(cls: type[T], values: Any, where: str) -> T:
         return cls(**kwargs)
     except BertforgeError as error:
         message = str(error)
-        raise BertforgeError(message if message.startswith(where) else f"{where}.{message}") from None
+        prefixed = message if message.startswith(where) else f"{where}.{message}"
+        raise BertforgeError(prefixed) from None
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
