@@ -739,6 +739,7 @@ def create_unit_instances(
 class UnitResult:
     """What a worker sends back: the unit's instances and the counts behind the metrics."""
 
+    split_index: int
     instances: InstanceBatch
     counts: dict[str, int]
     documents: int
@@ -774,7 +775,7 @@ def process_unit(unit: WorkUnit) -> UnitResult:
     dupe_factor = settings.dupe_factors[unit.split_index]
     instances = create_unit_instances(tokenized, settings, dupe_factor, rng, where)
     counts = instance_statistics(instances, settings.tokenizer.special_ids["[MASK]"])
-    return UnitResult(instances, counts, len(unit.documents))
+    return UnitResult(unit.split_index, instances, counts, len(unit.documents))
 
 
 def instance_statistics(instances: InstanceBatch, mask_id: int) -> dict[str, int]:
@@ -943,33 +944,33 @@ def write_examples(
         masking=params.masking,
         whole_word_mask=params.whole_word_mask,
     )
-    arrow_schema = examples_arrow_schema(inputs.tokenizer.vocab_size)
-    metrics: dict[str, dict[str, float]] = {}
-    with _worker_pool(settings) as pool:
-        for split_index, split in enumerate(SPLITS):
-            where = f"data/examples/{split}"
-            writer = ShardWriter(
-                output / split,
-                arrow_schema,
-                params.rows_per_shard,
-                validate=lambda frame, where=where: validate(schema, frame, where),
-            )
-            units = iter_work_units(
-                iter_documents(inputs.ingested / split), split_index, params.negative_pool_size
-            )
-            totals: Counter[str] = Counter()
-            with tqdm(
-                total=inputs.documents[split],
-                desc=f"examples {split}",
-                unit="doc",
-                disable=not progress,
-            ) as bar:
-                for result in _ordered_parallel_map(process_unit, units, pool, 2 * params.num_proc):
-                    writer.write_rows(result.instances.rows())
-                    totals.update(result.counts)
-                    bar.update(result.documents)
-            writer.close()
-            metrics[split] = split_metrics(totals, params)
+    writers = {
+        split: ShardWriter(
+            output / split,
+            examples_arrow_schema(inputs.tokenizer.vocab_size),
+            params.rows_per_shard,
+            validate=lambda frame, where=f"data/examples/{split}": validate(schema, frame, where),
+        )
+        for split in SPLITS
+    }
+    # one stream of units for both splits, so that no worker waits at the boundary
+    units = itertools.chain.from_iterable(
+        iter_work_units(iter_documents(inputs.ingested / split), index, params.negative_pool_size)
+        for index, split in enumerate(SPLITS)
+    )
+    totals: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+    progress_bar = tqdm(
+        total=sum(inputs.documents.values()), desc="examples", unit="doc", disable=not progress
+    )
+    with _worker_pool(settings) as pool, progress_bar:
+        for result in _ordered_parallel_map(process_unit, units, pool, 2 * params.num_proc):
+            split = SPLITS[result.split_index]
+            writers[split].write_rows(result.instances.rows())
+            totals[split].update(result.counts)
+            progress_bar.update(result.documents)
+    for writer in writers.values():
+        writer.close()
+    metrics = {split: split_metrics(totals[split], params) for split in SPLITS}
     write_meta(output / "meta.json", inputs, params, metrics)
     return metrics
 
