@@ -39,6 +39,7 @@ from bertforge.pretrain import (
     start_distributed,
     train_step,
     training_fingerprint,
+    unigram_counts,
 )
 from bertforge.schemas import examples_arrow_schema
 
@@ -59,6 +60,8 @@ TINY_MODEL = {
     "num_attention_heads": 2,
     "intermediate_size": 64,
     "max_position_embeddings": 32,
+    "hidden_dropout_prob": 0.1,  # dropout draws from the per-rank generators a resume restores
+    "attention_probs_dropout_prob": 0.1,
 }
 TINY_PARAMS = {
     "model": TINY_MODEL,
@@ -406,6 +409,21 @@ def test_heldout_batches_are_split_evenly_across_ranks_without_overlap():
     assert {len(batches) for batches in per_rank} == {2}
     counted = [i for batches in per_rank for batch, real in batches if real for i in batch.tolist()]
     assert sorted(counted) == list(range(10))
+
+
+def test_unigram_baseline_counts_the_train_targets_or_every_maskable_token(project: Path):
+    split = ExampleSplit.load(project / "data/examples/train")
+    meta = json.loads((project / "data/examples/meta.json").read_text(encoding="utf-8"))
+    targets = np.concatenate([np.asarray(ids) for ids in split.table["masked_lm_ids"].to_pylist()])
+    assert (
+        unigram_counts(split, meta).tolist() == np.bincount(targets, minlength=len(VOCAB)).tolist()
+    )
+    dynamic = unigram_counts(split, meta | {"masking": "dynamic"})
+    tokens = np.concatenate([np.asarray(ids) for ids in split.table["input_ids"].to_pylist()])
+    expected = np.bincount(tokens, minlength=len(VOCAB))
+    special = meta["special_token_ids"]
+    expected[[special["[CLS]"], special["[SEP]"], special["[PAD]"]]] = 0  # never masked
+    assert dynamic.tolist() == expected.tolist()
 
 
 # --- inputs ----------------------------------------------------------------------------------

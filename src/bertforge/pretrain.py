@@ -1007,19 +1007,33 @@ def gradient_norm(module: torch.nn.Module) -> float:
 # --- evaluation --------------------------------------------------------------------------------
 
 
+EVAL_SUMS = (
+    "mlm_loss",
+    "mlm_correct",
+    "mlm_total",
+    "nsp_loss",
+    "nsp_correct",
+    "nsp_total",
+    "nsp_random_next",
+    "unigram_correct",
+    "unigram_nll",
+)
+
+
 def evaluate(
     engine: Any,
     collate: Collator,
     batches: Sequence[tuple[np.ndarray, bool]],
     unigram_log_probs: torch.Tensor,
 ) -> dict[str, float]:
-    """Held-out MLM/NSP loss and accuracy, and the unigram baseline on the same targets.
+    """Held-out MLM/NSP loss and accuracy, and baselines on the same targets for scale.
 
     The unigram baseline always predicts the train split's most frequent target (accuracy) and
-    scores each target by its train frequency (loss): the scale MLM numbers are read against.
+    scores each target by its add-one-smoothed train frequency (loss). The NSP baseline always
+    predicts the held-out split's more frequent NSP label.
     """
     engine.eval()
-    sums = torch.zeros(8, dtype=torch.float64, device=engine.device)
+    sums = torch.zeros(len(EVAL_SUMS), dtype=torch.float64, device=engine.device)
     top_token = int(unigram_log_probs.argmax())
     with torch.no_grad():
         for indices, counted in batches:
@@ -1037,27 +1051,30 @@ def evaluate(
                     output.nsp_loss.double() * output.nsp_total,
                     output.nsp_correct.double(),
                     output.nsp_total.double(),
+                    (batch["next_sentence_label"] == 1).sum().double(),
                     ((labels == top_token) & labelled).sum().double(),
                     -unigram_log_probs[labels[labelled]].double().sum(),
                 ]
             )
     torch.distributed.all_reduce(sums)
     engine.train()
-    mlm_loss, mlm_correct, mlm_total, nsp_loss, nsp_correct, nsp_total, top_hits, unigram_nll = (
-        sums.tolist()
-    )
+    total = dict(zip(EVAL_SUMS, sums.tolist(), strict=True))
+    masked = max(total["mlm_total"], 1)
     metrics = {
-        "mlm_loss": mlm_loss / max(mlm_total, 1),
-        "mlm_accuracy": mlm_correct / max(mlm_total, 1),
-        "masked_tokens": int(mlm_total),
-        "unigram_mlm_accuracy": top_hits / max(mlm_total, 1),
-        "unigram_mlm_loss": unigram_nll / max(mlm_total, 1),
+        "mlm_loss": total["mlm_loss"] / masked,
+        "mlm_accuracy": total["mlm_correct"] / masked,
+        "masked_tokens": int(total["mlm_total"]),
+        "unigram_mlm_accuracy": total["unigram_correct"] / masked,
+        "unigram_mlm_loss": total["unigram_nll"] / masked,
     }
-    metrics["mlm_accuracy_over_unigram"] = metrics["mlm_accuracy"] / max(
-        metrics["unigram_mlm_accuracy"], 1e-12
-    )
-    if nsp_total:
-        metrics |= {"nsp_loss": nsp_loss / nsp_total, "nsp_accuracy": nsp_correct / nsp_total}
+    metrics["mlm_accuracy_over_unigram"] = total["mlm_correct"] / max(total["unigram_correct"], 1)
+    if total["nsp_total"]:
+        random_next = total["nsp_random_next"] / total["nsp_total"]
+        metrics |= {
+            "nsp_loss": total["nsp_loss"] / total["nsp_total"],
+            "nsp_accuracy": total["nsp_correct"] / total["nsp_total"],
+            "nsp_majority_accuracy": max(random_next, 1 - random_next),
+        }
     return metrics
 
 
