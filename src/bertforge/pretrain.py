@@ -521,6 +521,17 @@ class BatchPlan:
         return groups
 
 
+MODEL_INPUTS = {
+    "input_ids": "input_ids",
+    "token_type_ids": "token_type_ids",
+    "attention_mask": "attention_mask",
+    "masked_lm_positions": "masked_lm_positions",
+    "masked_lm_labels": "masked_lm_ids",
+    "next_sentence_label": "next_sentence_label",
+}
+"""`collate_instances`' arrays → the argument names of `BertForPreTraining.forward`."""
+
+
 @dataclass
 class Collator:
     """Example indices → padded model inputs on the device (padding only to the longest row)."""
@@ -544,16 +555,10 @@ class Collator:
         predictions = max(int((arrays["masked_lm_labels"] != IGNORE_INDEX).sum(axis=1).max()), 1)
         for key in ("masked_lm_positions", "masked_lm_labels"):  # the MLM head's rows: no padding
             arrays[key] = np.ascontiguousarray(arrays[key][:, :predictions])
-        names = {"masked_lm_labels": "masked_lm_ids"}
-        keep = (
-            "input_ids",
-            "token_type_ids",
-            "attention_mask",
-            "masked_lm_positions",
-            "masked_lm_labels",
-            "next_sentence_label",
-        )
-        return {names.get(key, key): torch.from_numpy(arrays[key]).to(self.device) for key in keep}
+        return {
+            name: torch.from_numpy(arrays[key]).to(self.device)
+            for key, name in MODEL_INPUTS.items()
+        }
 
     def _mask(self, arrays: dict[str, np.ndarray], indices: np.ndarray, epoch: int) -> None:
         """Dynamic masking: one generator per example, keyed by (seed, epoch, example index),
