@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from bertforge.finetune import (
     PRETRAIN_RUN_TAG,
     FinetuneParams,
@@ -21,7 +19,6 @@ from bertforge.finetune import (
     finetune_task,
     pretrain_run_id,
     summarize_seeds,
-    torch_threads,
 )
 from bertforge.io import atomic_directory, write_json_atomic
 from bertforge.params import flatten, load_section
@@ -43,7 +40,6 @@ def main() -> None:
     spec = params.task(name)
     config = check_pretrained_export(MODEL_DIR, REFERENCE_VOCAB, params.max_seq_length)
     task = load_task(name, spec)
-    torch.set_num_threads(torch_threads(params.threads))
     lineage = {PRETRAIN_RUN_TAG: pretrain_run_id(MODEL_DIR) or "unknown"}
     inputs = {"pretrained": MODEL_DIR} | ({"task": Path(spec.path)} if spec.source != "hub" else {})
     with stage_run(

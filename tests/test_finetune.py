@@ -7,6 +7,7 @@ WordPiece tokenizer (`make_tiny_export`) and small learnable tasks (`write_embed
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from bertforge.finetune import (
     load_tokenizer,
     make_schedule,
     mean_std,
+    parallelism,
     pretrain_run_id,
     render_report,
     summarize_seeds,
@@ -337,11 +339,9 @@ def test_fine_tuning_learns_a_learnable_task_and_keeps_the_best_dev_epoch(export
     encoded = {
         s: encode_split(tokenizer, task, task.split(s), 32) for s in ("train", "dev", "test")
     }
-    epochs = []
-    _, result = train_seed(
-        task, encoded, "pretrained", 0, export, config, params, lambda e, m: epochs.append((e, m))
-    )
-    assert [e for e, _ in epochs] == list(range(1, 11))
+    _, result = train_seed(task, encoded, "pretrained", 0, export, config, params)
+    assert [record["epoch"] for record in result.history] == list(range(1, 11))
+    assert all(record["lr"] >= 0 and "train_loss" in record for record in result.history)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     best = max(result.history, key=lambda record: record["score"])
     assert result.best_epoch == best["epoch"]
@@ -386,13 +386,25 @@ def test_finetune_task_writes_every_seed_and_the_summary_has_mean_and_std(
     assert set(summary["pretrained"]["dev"]) == {"pearson", "spearman", "mse", "score"}
 
 
-def test_the_same_task_and_params_give_byte_identical_outputs(export, project, tmp_path):
+def test_outputs_are_byte_identical_again_and_whatever_the_number_of_processes(
+    export, project, tmp_path
+):
     task = loaded_task(project, "sentiment")
-    params = tiny_params(project[1], epochs=1, inits=["scratch"], seeds=[3])
     config = check_pretrained_export(export, None, 32)
-    for name in ("first", "second"):
+    for name, processes in (("first", 1), ("second", 1), ("spawned", 2)):
+        params = tiny_params(
+            project[1], epochs=1, inits=["scratch"], seeds=[3, 4], processes=processes, threads=1
+        )
         finetune_task(task, export, config, params, tmp_path / name)
     assert hash_path(tmp_path / "first") == hash_path(tmp_path / "second")
+    assert hash_path(tmp_path / "first") == hash_path(tmp_path / "spawned")
+
+
+def test_processes_default_to_one_per_core_and_never_more_than_the_runs(project):
+    cores = len(os.sched_getaffinity(0))
+    assert parallelism(tiny_params(project[1]), runs=64) == (cores, 1)
+    assert parallelism(tiny_params(project[1]), runs=1) == (1, cores)
+    assert parallelism(tiny_params(project[1], processes=3, threads=2), runs=6) == (3, 2)
 
 
 def test_mean_std_is_the_sample_standard_deviation():

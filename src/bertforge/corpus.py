@@ -21,7 +21,6 @@ kept documents accumulate (`SeenDigests`).
 
 from __future__ import annotations
 
-import collections
 import functools
 import glob
 import gzip
@@ -29,12 +28,10 @@ import hashlib
 import itertools
 import json
 import lzma
-import multiprocessing
 import shutil
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
@@ -45,6 +42,7 @@ import zstandard
 from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
+from bertforge.parallel import ordered_parallel_map
 from bertforge.params import require
 
 if TYPE_CHECKING:
@@ -694,35 +692,6 @@ def batch_documents(documents: Iterable[RawDocument]) -> Iterator[list[RawDocume
             batch, characters = [], 0
     if batch:
         yield batch
-
-
-def ordered_parallel_map(
-    function: Callable[..., Any], items: Iterable[Any], num_proc: int, *args: Any
-) -> Iterator[Any]:
-    """`function(item, *args)` for each item, in input order, in `num_proc` processes.
-
-    Unlike `Pool.imap`, which drains its input as fast as it can and buffers results without
-    limit, this keeps at most 2 × num_proc items in flight, so memory stays bounded whether the
-    reader or the workers are faster. A worker that dies raises `BrokenProcessPool` instead of
-    hanging, and workers are spawned, not forked from a parent that may run threads.
-    """
-    if num_proc == 1:
-        for item in items:
-            yield function(item, *args)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=num_proc, mp_context=context) as pool:
-        pending: collections.deque[Future] = collections.deque()
-        try:
-            for item in items:
-                pending.append(pool.submit(function, item, *args))
-                if len(pending) >= 2 * num_proc:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 # --- dedup -------------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ import torch
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+from bertforge import vocab
 from bertforge.errors import BertforgeError
 from bertforge.io import write_json_atomic
 from bertforge.model import (
@@ -46,6 +46,7 @@ from bertforge.model import (
     load_pretrained,
     save_pretrained,
 )
+from bertforge.parallel import ordered_parallel_map
 from bertforge.params import parse, require
 from bertforge.tasks import Example, TaskData, TaskSpec, compute_metrics
 
@@ -84,12 +85,16 @@ class FinetuneParams:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     early_stopping_patience: int | None = None
+    processes: int = 0
     threads: int = 0
 
     def __post_init__(self) -> None:
         require(len(self.tasks) >= 1, "tasks", "must name at least one task", self.tasks)
         specs = {
-            str(name): parse(TaskSpec, spec, f"tasks.{name}") for name, spec in self.tasks.items()
+            str(name): spec
+            if isinstance(spec, TaskSpec)
+            else parse(TaskSpec, spec, f"tasks.{name}")
+            for name, spec in self.tasks.items()
         }
         object.__setattr__(self, "tasks", specs)
         require(len(self.inits) >= 1, "inits", "must list at least one init", self.inits)
@@ -133,7 +138,10 @@ class FinetuneParams:
             "must be at least 1 or null (never stop early)",
             self.early_stopping_patience,
         )
-        require(self.threads >= 0, "threads", "must be 0 (all cores) or more", self.threads)
+        require(
+            self.processes >= 0, "processes", "must be 0 (one per core) or more", self.processes
+        )
+        require(self.threads >= 0, "threads", "must be 0 (share the cores) or more", self.threads)
 
     def task(self, name: str) -> TaskSpec:
         """The spec of task `name`; an unknown name is a one-line error listing the known ones."""
@@ -208,14 +216,13 @@ def check_pretrained_export(
 
 
 def load_tokenizer(model_dir: Path) -> Tokenizer:
-    """The export's tokenizer.json; it must wrap inputs as [CLS] A [SEP] (B [SEP])."""
-    path = Path(model_dir) / "tokenizer.json"
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as error:  # tokenizers raises a bare Exception on a bad file
-        raise BertforgeError(f"{path}: not a valid tokenizer ({error})") from None
+    """The export's tokenizer, checked as `bertforge.vocab.load_tokenizer` checks data/tokenizer
+    (vocab.txt agrees, special tokens present, a literal "[SEP]" in a text is text, as in the
+    original BERT); it must also wrap inputs as [CLS] A [SEP] (B [SEP])."""
+    tokenizer = vocab.load_tokenizer(model_dir)
     encoding = tokenizer.encode("a", "b")
     if encoding.tokens[:1] != ["[CLS]"] or encoding.tokens[-1:] != ["[SEP]"]:
+        path = Path(model_dir) / "tokenizer.json"
         raise BertforgeError(f"{path}: its post-processor does not add [CLS] and [SEP]")
     return tokenizer
 
@@ -250,7 +257,8 @@ def encode_split(
     tokenizer: Tokenizer, task: TaskData, examples: Sequence[Example], max_seq_length: int
 ) -> EncodedSplit:
     """Tokenize a split: [CLS] A [SEP] (B [SEP]), longest-first truncation to `max_seq_length`."""
-    tokenizer = Tokenizer.from_str(tokenizer.to_str())
+    tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: truncation is set on it
+    tokenizer.encode_special_tokens = True  # not serialized: "[SEP]" in a text stays text
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_seq_length)
     inputs = [e.texts[0] if len(e.texts) == 1 else (e.texts[0], e.texts[1]) for e in examples]
@@ -442,9 +450,6 @@ class SeedResult:
     seconds: float
 
 
-EpochLogger = Callable[[int, Mapping[str, float]], None]
-
-
 def train_seed(
     task: TaskData,
     encoded: Mapping[str, EncodedSplit],
@@ -453,12 +458,11 @@ def train_seed(
     model_dir: Path,
     config: BertConfig,
     params: FinetuneParams,
-    on_epoch: EpochLogger | None = None,
 ) -> tuple[BertForSequenceClassification, SeedResult]:
     """Fine-tune one (init, seed) and keep the epoch with the best dev score.
 
-    `on_epoch(epoch, metrics)` sees the train loss, learning rate and dev metrics after every
-    epoch (for MLflow). Training stops early after `early_stopping_patience` epochs without a
+    Each epoch's train loss, final learning rate and dev metrics go into the result's
+    `history`. Training stops early after `early_stopping_patience` epochs without a
     better dev score. The dev predictions are those of the best epoch; test is predicted once,
     with the best weights (and not at all when test is a copy of dev).
     """
@@ -494,11 +498,13 @@ def train_seed(
                 losses.append(loss.item())
             dev_predictions = decode(task, predict(model, encoded["dev"], eval_batch, pad_id))
             dev_metrics = compute_metrics(task, task.dev, dev_predictions)
-            record = {"epoch": epoch, "train_loss": float(np.mean(losses)), **dev_metrics}
+            record = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "lr": schedule.get_last_lr()[0],
+                **dev_metrics,
+            }
             history.append(record)
-            if on_epoch is not None:
-                logged = {"train_loss": record["train_loss"], "lr": schedule.get_last_lr()[0]}
-                on_epoch(epoch, logged | {f"dev_{k}": v for k, v in dev_metrics.items()})
             if dev_metrics["score"] > best_score:
                 best_score, best_epoch = dev_metrics["score"], epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -618,23 +624,79 @@ def summarize_seeds(
 # --- the whole task, with MLflow child runs --------------------------------------------------
 
 
-@contextmanager
-def child_run(
-    name: str, params: Mapping[str, Any], tags: Mapping[str, str]
-) -> Iterator[EpochLogger | None]:
-    """A nested MLflow run under the active (stage) run, or nothing when none is active."""
+@dataclass(frozen=True)
+class TaskRuns:
+    """What every (init, seed) run of a task shares; each worker process receives it once."""
+
+    task: TaskData
+    encoded: Mapping[str, EncodedSplit]
+    model_dir: Path
+    config: BertConfig
+    params: FinetuneParams
+    output_dir: Path
+    threads: int
+
+
+_TASK_RUNS: TaskRuns | None = None  # set in each worker by `_start_worker`
+
+
+def _start_worker(runs: TaskRuns) -> None:
+    global _TASK_RUNS
+    _TASK_RUNS = runs
+    torch.set_num_threads(runs.threads)
+
+
+def _train_and_write(run: tuple[Init, int]) -> SeedResult:
+    """One (init, seed) in a worker: train, write its directory, return the result (no weights)."""
+    assert _TASK_RUNS is not None, "_start_worker was not called in this process"
+    shared, (init, seed) = _TASK_RUNS, run
+    model, result = train_seed(
+        shared.task, shared.encoded, init, seed, shared.model_dir, shared.config, shared.params
+    )
+    write_seed(
+        seed_directory(shared.output_dir, init, seed), model, result, shared.task, shared.model_dir
+    )
+    return dataclasses.replace(result, state_dict={})
+
+
+def parallelism(params: FinetuneParams, runs: int) -> tuple[int, int]:
+    """(processes, torch threads per process) for `runs` (init, seed) runs on this machine.
+
+    `processes: 0` is one per core, never more than there are runs; `threads: 0` shares the
+    cores between the processes. Small models use cores far better as separate processes with
+    one thread each than as one process with many threads (docs/finetune.md, "Measured").
+    """
+    cores = len(os.sched_getaffinity(0))
+    processes = min(params.processes or cores, runs)
+    threads = params.threads or max(1, cores // processes)
+    return processes, threads
+
+
+def log_child_run(result: SeedResult, name: str, tags: Mapping[str, str]) -> None:
+    """The MLflow child run of one (init, seed) under the active stage run, after the fact:
+    per-epoch train loss and dev metrics, then the best epoch's dev and test metrics."""
     import mlflow
 
     if mlflow.active_run() is None:
-        yield None
         return
     with mlflow.start_run(run_name=name, nested=True, tags=dict(tags), log_system_metrics=False):
-        mlflow.log_params({key: str(value) for key, value in params.items()})
-
-        def log_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=epoch)
-
-        yield log_epoch
+        mlflow.log_params({"init": result.init, "seed": result.seed})
+        for record in result.history:
+            epoch = int(record["epoch"])
+            logged = {k: v for k, v in record.items() if k != "epoch"}
+            mlflow.log_metrics(
+                {
+                    (k if k in ("train_loss", "lr") else f"dev_{k}"): float(v)
+                    for k, v in logged.items()
+                },
+                step=epoch,
+            )
+        final = {
+            f"{'best_dev' if split == 'dev' else split}_{name}": value
+            for split, metrics in result.metrics.items()
+            for name, value in metrics.items()
+        }
+        mlflow.log_metrics(final | {"best_epoch": result.best_epoch, "seconds": result.seconds})
 
 
 def finetune_task(
@@ -647,11 +709,12 @@ def finetune_task(
 ) -> list[dict[str, Any]]:
     """Train every (init, seed) of a task into `output_dir` (the caller makes it atomic).
 
-    Writes ``task.json`` and ``<init>/seed-<n>/``; returns the seed metrics. Each (init, seed)
-    is an MLflow child run of the active run, tagged with `tags` (the pretraining run's id).
+    Writes ``task.json`` and ``<init>/seed-<n>/``; returns the seed metrics. The runs are spread
+    over `parallelism(...)` worker processes; each (init, seed) depends only on its seed, so the
+    outputs do not depend on how many processes share the work (at a fixed thread count). Each
+    run becomes an MLflow child run of the active run, tagged with `tags` (the pretraining
+    run's id), logged from this process as the results arrive in order.
     """
-    import mlflow
-
     tokenizer = load_tokenizer(model_dir)
     encoded = {
         split: encode_split(tokenizer, task, task.split(split), params.max_seq_length)
@@ -659,32 +722,21 @@ def finetune_task(
     }
     write_json_atomic(Path(output_dir) / "task.json", task.describe())
     runs = [(init, seed) for init in params.inits for seed in params.seeds]
+    processes, threads = parallelism(params, len(runs))
+    shared = TaskRuns(task, encoded, Path(model_dir), config, params, Path(output_dir), threads)
+    results = ordered_parallel_map(
+        _train_and_write, runs, processes, initializer=_start_worker, initargs=(shared,)
+    )
     seed_metrics = []
-    for init, seed in tqdm(runs, desc=f"finetune {task.name}", unit="run"):
-        run_name = f"{task.name}-{init}-seed{seed}"
-        run_tags = {"bertforge.task": task.name, "bertforge.init": init, **(tags or {})}
-        with child_run(run_name, {"init": init, "seed": seed}, run_tags) as log_epoch:
-            model, result = train_seed(
-                task, encoded, init, seed, model_dir, config, params, log_epoch
-            )
-            seed_dir = seed_directory(output_dir, init, seed)
-            write_seed(seed_dir, model, result, task, model_dir)
-            if log_epoch is not None:
-                final = {
-                    f"{'best_dev' if split == 'dev' else split}_{name}": value
-                    for split, metrics in result.metrics.items()
-                    for name, value in metrics.items()
-                }
-                mlflow.log_metrics(
-                    final | {"best_epoch": result.best_epoch, "seconds": result.seconds}
-                )
-        seed_metrics.append(json.loads((seed_dir / "metrics.json").read_text(encoding="utf-8")))
+    progress = tqdm(total=len(runs), desc=f"finetune {task.name} ({processes} proc)", unit="run")
+    with progress:
+        for (init, seed), result in zip(runs, results, strict=True):
+            run_tags = {"bertforge.task": task.name, "bertforge.init": init, **(tags or {})}
+            log_child_run(result, f"{task.name}-{init}-seed{seed}", run_tags)
+            metrics_path = seed_directory(output_dir, init, seed) / "metrics.json"
+            seed_metrics.append(json.loads(metrics_path.read_text(encoding="utf-8")))
+            progress.update()
     return seed_metrics
-
-
-def torch_threads(requested: int) -> int:
-    """Threads for torch: `requested`, or every core this process may run on when 0."""
-    return requested or len(os.sched_getaffinity(0))
 
 
 # --- evaluation: all tasks, pretrained vs scratch --------------------------------------------
