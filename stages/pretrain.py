@@ -40,7 +40,7 @@ def main() -> None:
     if not launched and world_size > 1:
         sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))
     tracked = {"examples": PATHS.examples, "tokenizer": PATHS.tokenizer}
-    with stage_run("pretrain", params, inputs=tracked) as run:
+    with stage_run("pretrain", params, inputs=tracked, system_metrics=True) as run:
         summary = pretrain(
             params,
             inputs,

@@ -1,3 +1,5 @@
+import time
+
 import mlflow
 
 from bertforge.tracking import TAG_PREFIX, repo_root, stage_run, tracking_uri
@@ -50,3 +52,19 @@ def test_other_ranks_do_not_log(tmp_path, monkeypatch):
     with stage_run("ranked", {"x": 1}) as run:
         assert run.run_id is None
         run.log_metrics({"loss": 1.0})
+
+
+def test_system_metrics_are_sampled_when_a_stage_asks_and_only_then(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("a: 1\n")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    with stage_run("long", {"x": 1}, system_metrics=True) as run:
+        time.sleep(3.5)
+    with stage_run("short", {"x": 1}) as quiet:
+        time.sleep(1.5)
+    client = mlflow.MlflowClient()
+    sampled = client.get_run(run.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in sampled
+    assert "system/system_memory_usage_megabytes" in sampled
+    assert not any(key.startswith("system/") for key in client.get_run(quiet.run_id).data.metrics)

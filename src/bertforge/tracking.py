@@ -40,6 +40,7 @@ from bertforge.params import PARAMS_FILE, flatten, load_params
 EXPERIMENT_NAME = "bertforge"
 TAG_PREFIX = "bertforge."
 INPUT_TAG_PREFIX = f"{TAG_PREFIX}input."
+SYSTEM_METRICS_INTERVAL_S = 10
 MLFLOW_KEY = re.compile(r"[\w\-/ ]+(\.[\w\-/ ]+)*")
 
 
@@ -261,8 +262,15 @@ def stage_run(
     *,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[StageRun]:
-    """Track one stage execution as an MLflow run, nested under its pipeline run."""
+    """Track one stage execution as an MLflow run, nested under its pipeline run.
+
+    `system_metrics`: MLflow samples CPU, memory, disk, network (and GPU, where `pynvml` is
+    installed) as ``system/*`` metrics every `SYSTEM_METRICS_INTERVAL_S` seconds (the
+    ``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` environment variable overrides it); for the
+    long stages.
+    """
     if not is_rank_zero():
         yield StageRun(None)
         return
@@ -279,11 +287,14 @@ def stage_run(
     all_tags[f"{TAG_PREFIX}stage"] = stage
     all_tags[f"{TAG_PREFIX}kind"] = "stage"
     all_tags.update(tags or {})
+    if system_metrics and not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.set_system_metrics_samples_before_logging(1)
     with mlflow.start_run(
         run_name=run_name or stage,
         tags=all_tags,
         parent_run_id=parent_id,
-        log_system_metrics=False,
+        log_system_metrics=system_metrics,
     ) as run:
         flat = {f"{stage}.{key}": value for key, value in flatten(params).items()}
         if flat:
