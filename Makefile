@@ -33,6 +33,8 @@ bench: setup
 	python benchmarks/bench_sentence_splitters.py
 	python benchmarks/bench_examples.py
 	python benchmarks/bench_model.py
+	python benchmarks/bench_repro.py vocab
+	python benchmarks/bench_repro.py
 
 clean:
 	rm -rf $(VENV)

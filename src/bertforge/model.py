@@ -219,17 +219,21 @@ class SelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(batch, length, hidden)
 
 
-class SelfOutput(nn.Module):
-    """Attention output projection, dropout and residual (post-LN: normalised)."""
+class ResidualOutput(nn.Module):
+    """Project back to the hidden size, dropout and residual (post-LN: normalised).
 
-    def __init__(self, config: BertConfig) -> None:
+    The output of both sublayers: `attention.output` (from the hidden size) and `output`
+    (from the intermediate size).
+    """
+
+    def __init__(self, config: BertConfig, in_features: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = layer_norm_where(not config.pre_layer_norm, config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, context: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(context)) + residual)
+    def forward(self, projected: Tensor, residual: Tensor) -> Tensor:
+        return self.LayerNorm(self.dropout(self.dense(projected)) + residual)
 
 
 class Attention(nn.Module):
@@ -239,7 +243,7 @@ class Attention(nn.Module):
         super().__init__()
         self.ln = layer_norm_where(config.pre_layer_norm, config)
         self.self = SelfAttention(config)
-        self.output = SelfOutput(config)
+        self.output = ResidualOutput(config, config.hidden_size)
 
     def forward(self, hidden_states: Tensor, key_mask: Tensor) -> Tensor:
         return self.output(self.self(self.ln(hidden_states), key_mask), hidden_states)
@@ -256,19 +260,6 @@ class Intermediate(nn.Module):
         return F.gelu(self.dense(hidden_states))
 
 
-class Output(nn.Module):
-    """Feed-forward contraction, dropout and residual (post-LN: normalised)."""
-
-    def __init__(self, config: BertConfig) -> None:
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.LayerNorm = layer_norm_where(not config.pre_layer_norm, config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, intermediate: Tensor, residual: Tensor) -> Tensor:
-        return self.LayerNorm(self.dropout(self.dense(intermediate)) + residual)
-
-
 class Layer(nn.Module):
     """One transformer block: attention sublayer, then feed-forward sublayer."""
 
@@ -277,7 +268,7 @@ class Layer(nn.Module):
         self.attention = Attention(config)
         self.ln = layer_norm_where(config.pre_layer_norm, config)
         self.intermediate = Intermediate(config)
-        self.output = Output(config)
+        self.output = ResidualOutput(config, config.intermediate_size)
 
     def forward(self, hidden_states: Tensor, key_mask: Tensor) -> Tensor:
         attended = self.attention(hidden_states, key_mask)

@@ -1,0 +1,109 @@
+"""Wall time of `dvc repro [target]` on the embedded default, per stage and in all.
+
+Usage:
+    python benchmarks/bench_repro.py             # the whole pipeline, in a temp git copy
+    python benchmarks/bench_repro.py vocab       # ingest + vocab only (target: < 2 minutes)
+    python benchmarks/bench_repro.py --in-place  # in this checkout (writes data/, dvc.lock)
+
+Each stage's time runs from DVC's "Running stage" line to the next one (or to the end), so it
+includes the stage's interpreter start-up and DVC's hashing of its outputs. Prints a table with
+the machine, the date and the load average before and after; compare wall times only from a
+quiet machine. Targets (issues): ingest + vocab < 2 min, pretrain <= 8 min, finetune + evaluate
+<= 6 min, the whole `make repro` <= 15 min on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Running stage '([^']+)'")
+
+
+def copy_tracked_project(destination: Path) -> None:
+    """The checkout's tracked and untracked-but-not-ignored files, as a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file() and name != "dvc.lock":
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, destination / name)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=destination, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=destination, check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], cwd=destination, check=True)
+
+
+def timed_repro(project: Path, target: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run `dvc repro` and time each stage it runs (in order), plus "total"."""
+    times: dict[str, float] = {}
+    start = current_start = time.perf_counter()
+    current = None
+    with subprocess.Popen(
+        ["dvc", "repro", *target],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            found = RUNNING.search(line)
+            if found:
+                now = time.perf_counter()
+                if current is not None:
+                    times[current] = now - current_start
+                current, current_start = found.group(1), now
+                print(f"[{now - start:7.1f} s] {current}", file=sys.stderr, flush=True)
+    end = time.perf_counter()
+    if process.returncode != 0:
+        sys.exit(f"dvc repro failed with exit code {process.returncode}")
+    if current is not None:
+        times[current] = end - current_start
+    times["total"] = end - start
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", nargs="*", help="dvc repro targets (default: all)")
+    parser.add_argument("--in-place", action="store_true", help="run in this checkout")
+    args = parser.parse_args()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    load_before = os.getloadavg()[0]
+    if args.in_place:
+        times = timed_repro(ROOT, args.target, env)
+    else:
+        with tempfile.TemporaryDirectory() as temp:
+            project = Path(temp) / "project"
+            copy_tracked_project(project)
+            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(temp) / 'mlflow.db'}"
+            times = timed_repro(project, args.target, env)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; date: {date.today()}; "
+        f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
+    )
+    print(f"| `dvc repro {' '.join(args.target)}`".rstrip() + " | wall time (s) |")
+    print("| --- | ---: |")
+    for stage, seconds in times.items():
+        print(f"| {'**total**' if stage == 'total' else stage} | {seconds:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
