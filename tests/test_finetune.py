@@ -6,6 +6,7 @@ WordPiece tokenizer (`make_tiny_export`) and small learnable tasks (`write_embed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -176,6 +177,17 @@ def loaded_task(project, name):
 def test_export_check_accepts_a_matching_model_and_tokenizer(export):
     config = check_pretrained_export(export, export / "vocab.txt", 32)
     assert config.vocab_size == len((export / "vocab.txt").read_text().splitlines())
+
+
+def test_a_literal_special_token_in_task_text_is_text_not_a_separator(export, project):
+    task = loaded_task(project, "sentiment")
+    tokenizer = load_tokenizer(export)
+    sep = tokenizer.token_to_id("[SEP]")
+    example = dataclasses.replace(task.train[0], texts=("good [SEP] bad",))
+    encoded = encode_split(tokenizer, task, [example], 32)
+    ids = encoded.input_ids[0].tolist()
+    assert ids[0] == tokenizer.token_to_id("[CLS]") and ids[-1] == sep
+    assert ids.count(sep) == 1
 
 
 def test_export_whose_config_vocab_size_differs_from_vocab_txt_is_refused(export, tmp_path):

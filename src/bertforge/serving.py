@@ -63,6 +63,9 @@ class BertforgeModel(PythonModel):
             raise MlflowException(f"{directory}: {missing[0]} is missing from the weights")
         self.model.eval()
         self.tokenizer = load_tokenizer(directory)
+        # fill-mask: the caller's "[MASK]" is the mask token; classification and regression read
+        # a literal "[SEP]" (or any special-token string) as text, as fine-tuning did
+        self.tokenizer.encode_special_tokens = self.kind != "fill-mask"
         max_length = int(config.get("max_length") or self.model.config.max_position_embeddings)
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.no_padding()
