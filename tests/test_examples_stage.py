@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO_ROOT, stage_env
-from tokenizers import BertWordPieceTokenizer
+from tokenizers import BertWordPieceTokenizer, Tokenizer, normalizers
 
 from bertforge.errors import BertforgeError
 from bertforge.examples import (
@@ -25,6 +25,7 @@ from bertforge.examples import (
     ExamplesParams,
     MaskingRule,
     SentenceTokenizer,
+    ascii_fast_path,
     check_inputs,
     collate_instances,
     read_meta,
@@ -172,6 +173,19 @@ def test_sentence_tokenizer_gives_the_ids_of_whole_sentence_encoding(project):
     for sentence, ids in zip(sentences, expected, strict=True):  # a small memo starts afresh
         assert memo.encode(pa.array([sentence]))[0].tolist() == ids
         assert len(memo.word_number) <= 40 + len(sentence.split(" "))
+
+
+def test_ascii_words_take_the_fast_path_only_when_it_agrees_with_the_full_pipeline(project):
+    tokenizer = load_tokenizer(project / "data/tokenizer")
+    fast = ascii_fast_path(tokenizer)
+    assert fast is not tokenizer
+    words = [w for s in TRICKY_SENTENCES for w in s.split(" ") if w.isascii() and w.isprintable()]
+    full = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+    quick = fast.encode(words, is_pretokenized=True, add_special_tokens=False)
+    assert (quick.ids, quick.word_ids) == (full.ids, full.word_ids)
+    altered = Tokenizer.from_str(tokenizer.to_str())  # a pipeline that changes ASCII text
+    altered.normalizer = normalizers.Sequence([altered.normalizer, normalizers.Replace("e", "a")])
+    assert ascii_fast_path(altered) is altered
 
 
 # --- outputs ----------------------------------------------------------------------------------

@@ -171,12 +171,17 @@ class SentenceTokenizer:
     (tests check the ids equal whole-sentence ``encode_batch``). Splitting and looking up run in
     Arrow's C++ kernels; new words go through the tokenizer in large pre-tokenized batches. The
     memo holds at most `max_words` words and starts afresh when full: memory stays bounded.
+
+    New words of printable ASCII take a fast path (`ascii_fast_path`): on them the exact-BERT
+    regex pipeline and the stock `Lowercase` + `BertPreTokenizer` do the same thing, and the
+    stock components are several times faster (tests check both give the same ids).
     """
 
     def __init__(self, tokenizer: Any, id_dtype: np.dtype, max_words: int = 200_000) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self.tokenizer = tokenizer
+        self.ascii_tokenizer = ascii_fast_path(tokenizer)
         self.id_dtype = np.dtype(id_dtype)
         self.max_words = max_words
         self._forget()
@@ -213,8 +218,17 @@ class SentenceTokenizer:
         )
 
     def _learn(self, words: list[str]) -> None:
+        """Encode new words: printable ASCII through the fast path, the rest through the full
+        pipeline (the memo's numbering follows that order; the ids do not depend on it)."""
+        ascii_words = [word for word in words if word.isascii() and word.isprintable()]
+        other_words = [word for word in words if not (word.isascii() and word.isprintable())]
+        for tokenizer, group in (self.ascii_tokenizer, ascii_words), (self.tokenizer, other_words):
+            if group:
+                self._store(tokenizer, group)
+
+    def _store(self, tokenizer: Any, words: list[str]) -> None:
         """Encode `words` as one pre-tokenized sequence; `word_ids` says which token is whose."""
-        encoding = self.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+        encoding = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
         lengths = np.bincount(np.array(encoding.word_ids, dtype=np.int64), minlength=len(words))
         first = len(self.word_number)
         self.word_starts = _grown(self.word_starts, first + len(words))
@@ -227,6 +241,49 @@ class SentenceTokenizer:
         self.word_token_ids[self.stored_ids : self.stored_ids + len(encoding.ids)] = encoding.ids
         self.stored_ids += len(encoding.ids)
         self.word_number.update(zip(words, range(first, first + len(words)), strict=True))
+
+
+def ascii_fast_path(tokenizer: Any) -> Any:
+    """The same WordPiece model behind HF's stock normalizer and pre-tokenizer, for words of
+    printable ASCII only.
+
+    On printable ASCII the original BERT's cleaning, accent stripping and Chinese-character
+    rules do nothing, its lowercasing is ASCII lowercasing and its punctuation is exactly
+    `BertPreTokenizer`'s (ASCII 33–47, 58–64, 91–96, 123–126): so `Lowercase` (when the
+    tokenizer lowercases) + `BertPreTokenizer` give the same tokens as data/tokenizer's
+    exact, slower regex pipeline.
+    """
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tokenizer.to_str())
+    lowercases = '"Lowercase"' in json.dumps(spec.get("normalizer"))
+    spec["normalizer"] = {"type": "Lowercase"} if lowercases else None
+    spec["pre_tokenizer"] = {"type": "BertPreTokenizer"}
+    spec["post_processor"] = None
+    spec["truncation"] = spec["padding"] = None
+    fast = Tokenizer.from_str(json.dumps(spec))
+    fast.encode_special_tokens = tokenizer.encode_special_tokens
+
+    def ids(of: Any) -> list[list[int]]:
+        return [e.ids for e in of.encode_batch(ASCII_PROBE, add_special_tokens=False)]
+
+    return fast if ids(fast) == ids(tokenizer) else tokenizer  # not a BERT pipeline: no shortcut
+
+
+ASCII_PROBE = [
+    *(chr(code) for code in range(0x21, 0x7F)),
+    "Hello",
+    "WORLD",
+    "don't",
+    "U.S.A.",
+    "[MASK]",
+    "[sep]",
+    "##ing",
+    "e-mail,",
+    "(1984)",
+    "x" * 120,
+]
+"""Words on which `ascii_fast_path` must agree with the full pipeline before it is used."""
 
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:
