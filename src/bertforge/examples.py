@@ -637,6 +637,28 @@ class InstanceBatch:
     def __len__(self) -> int:
         return len(self.segment_b_start)
 
+    def to_arrow(self, schema: pa.Schema) -> pa.Table:
+        """The instances as a table of the examples contract's columns, built column-wise."""
+
+        def ragged(values: np.ndarray, offsets: np.ndarray, name: str) -> pa.ListArray:
+            value_type = schema.field(name).type.value_type
+            return pa.ListArray.from_arrays(
+                pa.array(offsets.astype(np.int32)), pa.array(values, type=value_type)
+            )
+
+        columns = {
+            "input_ids": ragged(self.input_ids, self.input_offsets, "input_ids"),
+            "segment_b_start": self.segment_b_start,
+            "masked_lm_positions": ragged(
+                self.masked_lm_positions, self.masked_offsets, "masked_lm_positions"
+            ),
+            "masked_lm_ids": ragged(self.masked_lm_ids, self.masked_offsets, "masked_lm_ids"),
+            "next_sentence_label": self.next_sentence_label,
+        }
+        return pa.Table.from_arrays(
+            [pa.array(columns[field.name], type=field.type) for field in schema], schema=schema
+        )
+
     def rows(self) -> list[dict[str, Any]]:
         """One dict per instance, in the columns of the examples contract."""
         input_ids = _split(self.input_ids, self.input_offsets)
@@ -1022,7 +1044,7 @@ def write_examples(
     with _worker_pool(settings) as pool, progress_bar:
         for result in _ordered_parallel_map(process_unit, units, pool, 2 * params.num_proc):
             split = SPLITS[result.split_index]
-            writers[split].write_rows(result.instances.rows())
+            writers[split].write_table(result.instances.to_arrow(writers[split].schema))
             totals[split].update(result.counts)
             progress_bar.update(result.documents)
     for writer in writers.values():

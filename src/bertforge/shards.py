@@ -20,7 +20,10 @@ SHARD_GLOB = "part-*.parquet"
 
 
 class ShardWriter:
-    """Append rows in batches; writes a validated shard every `rows_per_shard` rows."""
+    """Append rows (dicts) or Arrow tables; writes a validated shard every `rows_per_shard` rows.
+
+    A shard's bytes depend only on its rows, not on how they were appended.
+    """
 
     def __init__(
         self,
@@ -34,30 +37,40 @@ class ShardWriter:
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.validate = validate
-        self._pending: list[dict] = []
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self.shards_written = 0
         self.rows_written = 0
 
     def write_rows(self, rows: list[dict]) -> None:
-        self._pending.extend(rows)
-        while len(self._pending) >= self.rows_per_shard:
-            self._flush(self._pending[: self.rows_per_shard])
-            self._pending = self._pending[self.rows_per_shard :]
+        self.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append the rows of `table` (columns as the writer's schema)."""
+        if table.schema != self.schema:
+            table = table.cast(self.schema)
+        self._pending.append(table)
+        self._pending_rows += len(table)
+        while self._pending_rows >= self.rows_per_shard:
+            pending = pa.concat_tables(self._pending)
+            self._flush(pending.slice(0, self.rows_per_shard))
+            rest = pending.slice(self.rows_per_shard)
+            self._pending, self._pending_rows = [rest], len(rest)
 
     def close(self) -> None:
         """Write what is left; a split with no rows still gets one empty, valid shard."""
-        if self._pending or self.shards_written == 0:
-            self._flush(self._pending)
-        self._pending = []
+        if self._pending_rows or self.shards_written == 0:
+            self._flush(pa.concat_tables(self._pending or [self.schema.empty_table()]))
+        self._pending, self._pending_rows = [], 0
 
-    def _flush(self, rows: list[dict]) -> None:
-        table = pa.Table.from_pylist(rows, schema=self.schema)
+    def _flush(self, table: pa.Table) -> None:
+        table = table.combine_chunks()
         if self.validate is not None:
             self.validate(table.to_pandas())
         path = self.directory / f"part-{self.shards_written:05d}.parquet"
         pq.write_table(table, path, compression="zstd", compression_level=3, write_statistics=False)
         self.shards_written += 1
-        self.rows_written += len(rows)
+        self.rows_written += len(table)
 
 
 def shard_files(directory: Path) -> list[Path]:
