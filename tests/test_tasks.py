@@ -136,7 +136,7 @@ def test_a_line_that_is_not_json_names_file_and_line():
     write_wic(Path())
     with open("tasks/wic/dev.jsonl", "a") as handle:
         handle.write("{not json\n")
-    with pytest.raises(BertforgeError, match=r"^tasks/wic/dev.jsonl: line 2: not valid JSON"):
+    with pytest.raises(BertforgeError, match=r"^tasks/wic/dev.jsonl: line 2: malformed JSON"):
         load_task("wic", spec(**PAIR_SPEC))
 
 

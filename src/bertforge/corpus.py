@@ -26,7 +26,6 @@ import glob
 import gzip
 import hashlib
 import itertools
-import json
 import lzma
 import shutil
 import tempfile
@@ -42,6 +41,7 @@ import zstandard
 from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
+from bertforge.io import json_object_lines
 from bertforge.parallel import ordered_parallel_map
 from bertforge.params import require
 
@@ -370,19 +370,7 @@ def jsonl_documents(
 ) -> Iterator[str]:
     """The text column of each JSON object line; blank lines are skipped, null is empty text."""
     column = source.text_column
-    for number, line in lines:
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BertforgeError(
-                f"{source.name}: line {number}: malformed JSON: {error.msg} (column {error.colno})"
-            ) from None
-        if not isinstance(row, dict):
-            raise BertforgeError(
-                f"{source.name}: line {number}: expected a JSON object, got {type(row).__name__}"
-            )
+    for number, row in json_object_lines(lines, source.name):
         if column not in row:
             raise BertforgeError(
                 f"{source.name}: line {number}: no column {column!r} "

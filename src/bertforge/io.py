@@ -11,10 +11,12 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from bertforge.errors import BertforgeError
 
 
 @contextmanager
@@ -72,3 +74,27 @@ def hash_path(path: Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def json_object_lines(
+    lines: Iterable[tuple[int, str]], where: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each JSON-lines line; blank lines are skipped.
+
+    A line that is not valid JSON, or not a JSON object, is a one-line `BertforgeError` naming
+    `where` (a file) and the line.
+    """
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BertforgeError(
+                f"{where}: line {number}: malformed JSON: {error.msg} (column {error.colno})"
+            ) from None
+        if not isinstance(row, dict):
+            raise BertforgeError(
+                f"{where}: line {number}: expected a JSON object, got {type(row).__name__}"
+            )
+        yield number, row

@@ -26,7 +26,6 @@ the subsets of a split (MNLI matched and mismatched), as the GLUE leaderboard do
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bertforge.errors import BertforgeError
+from bertforge.io import json_object_lines
 from bertforge.params import require
 
 TaskKind = Literal["classification", "regression"]
@@ -350,18 +350,7 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
     if not path.is_file():
         raise BertforgeError(f"{path}: task split file not found")
     with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise BertforgeError(
-                    f"{path}: line {line_number}: not valid JSON ({error.msg})"
-                ) from None
-            if not isinstance(record, dict):
-                raise BertforgeError(f"{path}: line {line_number}: expected a JSON object")
-            yield line_number, record
+        yield from json_object_lines(enumerate(handle, start=1), str(path))
 
 
 def load_hub_splits(spec: TaskSpec) -> dict[str, Split]:
