@@ -692,9 +692,9 @@ def log_child_run(result: SeedResult, name: str, tags: Mapping[str, str]) -> Non
                 step=epoch,
             )
         final = {
-            f"{'best_dev' if split == 'dev' else split}_{name}": value
+            f"{'best_dev' if split == 'dev' else split}_{metric}": value
             for split, metrics in result.metrics.items()
-            for name, value in metrics.items()
+            for metric, value in metrics.items()
         }
         mlflow.log_metrics(final | {"best_epoch": result.best_epoch, "seconds": result.seconds})
 
