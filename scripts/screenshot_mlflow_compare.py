@@ -7,14 +7,18 @@ Usage:
 
 Finds the pipeline runs (tag ``bertforge.kind = pipeline``) named after the given DVC
 experiments in the project's MLflow store, starts `mlflow server` on 127.0.0.1 with that store,
-opens its compare view of those runs in headless Chromium (Debian's `chromium` package) and
-saves the screenshot. Nothing in the store is changed.
+opens its compare view of those runs in headless Chromium (Debian's `chromium` package), closes
+the assistant panel, turns on "Show diff only" for params and metrics, and saves the
+screenshot. Chromium is driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`,
+stdlib only). Nothing in the store is changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -71,6 +75,96 @@ def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 90) -> No
     sys.exit(f"mlflow server did not answer at {url} within {seconds:.0f} s")
 
 
+class DevTools:
+    """Chromium's DevTools protocol over `--remote-debugging-pipe` (fds 3/4, NUL-framed JSON)."""
+
+    def __init__(self, chromium: str, profile: str, width: int, height: int) -> None:
+        commands_read, self._commands = os.pipe()
+        self._events, events_write = os.pipe()
+
+        def child_fds() -> None:
+            os.dup2(commands_read, 3)
+            os.dup2(events_write, 4)
+
+        self.process = subprocess.Popen(
+            [
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                "--remote-debugging-pipe", f"--user-data-dir={profile}",
+                f"--window-size={width},{height}", "about:blank",
+            ],
+            close_fds=False,  # the pipes must reach fds 3 and 4 of the child
+            preexec_fn=child_fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(commands_read)
+        os.close(events_write)
+        self._buffer, self._next_id, self.session = b"", 0, None
+
+    def send(self, method: str, **params: object) -> dict:
+        """Send one command (to the attached page, once there is one) and wait for its reply."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if self.session is not None and not method.startswith(("Target.", "Browser.")):
+            message["sessionId"] = self.session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._events, 1 << 20)
+                if not chunk:
+                    sys.exit("chromium exited before answering")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    sys.exit(f"chromium: {method}: {reply['error'].get('message')}")
+                return reply["result"]
+
+    def evaluate(self, expression: str) -> object:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+        finally:
+            self.process.wait(timeout=30)
+
+
+CLICK = "for (const b of document.querySelectorAll('button[aria-label=\"{label}\"]')) {{ {then} }}"
+
+
+def screenshot(chromium: str, profile: str, page: str, width: int, height: int) -> bytes:
+    """The compare page as PNG: assistant panel closed, params and metrics as diff only."""
+    browser = DevTools(chromium, profile, width, height)
+    try:
+        target = browser.send("Target.createTarget", url="about:blank")["targetId"]
+        browser.session = browser.send("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width, height=height, deviceScaleFactor=1, mobile=False,
+        )  # fmt: skip
+        browser.send("Page.navigate", url=page)
+        deadline = time.monotonic() + 60
+        while not browser.evaluate("document.body.innerText.includes('Comparing')"):
+            if time.monotonic() > deadline:
+                sys.exit(f"{page}: the compare view did not render within 60 s")
+            time.sleep(0.5)
+        time.sleep(3)  # charts and tables finish rendering
+        browser.evaluate(CLICK.format(label="Close", then="b.click();"))
+        for section in ("Parameters", "Metrics"):
+            label = f"{section} - Show diff only"
+            then = "if (b.getAttribute('aria-checked') === 'false') b.click();"
+            browser.evaluate(CLICK.format(label=label, then=then))
+        time.sleep(2)
+        return base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
+    finally:
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help="DVC experiment names (pipeline run names)")
@@ -100,18 +194,9 @@ def main() -> None:
             )
             page = f"{url}/#/compare-runs?{query}"
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                [
-                    chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                    "--hide-scrollbars", f"--user-data-dir={profile}",
-                    f"--window-size={args.size}", "--virtual-time-budget=30000",
-                    f"--screenshot={args.out.resolve()}", page,
-                ],
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=180,
-            )  # fmt: skip
+            width, height = (int(v) for v in args.size.split(","))
+            png = screenshot(chromium, profile, page, width, height)
+            args.out.write_bytes(png)
         finally:
             server.terminate()
             server.wait(timeout=30)
