@@ -220,8 +220,10 @@ class SentenceTokenizer:
     def _learn(self, words: list[str]) -> None:
         """Encode new words: printable ASCII through the fast path, the rest through the full
         pipeline (the memo's numbering follows that order; the ids do not depend on it)."""
-        ascii_words = [word for word in words if word.isascii() and word.isprintable()]
-        other_words = [word for word in words if not (word.isascii() and word.isprintable())]
+        ascii_words: list[str] = []
+        other_words: list[str] = []
+        for word in words:
+            (ascii_words if word.isascii() and word.isprintable() else other_words).append(word)
         for tokenizer, group in (self.ascii_tokenizer, ascii_words), (self.tokenizer, other_words):
             if group:
                 self._store(tokenizer, group)
