@@ -349,17 +349,24 @@ def test_length_bucketing_cuts_padding_and_keeps_the_same_examples():
     assert bucketed_padding < unsorted_padding / 5
 
 
-def test_micro_batches_are_padded_only_to_their_longest_row_and_most_masked_row(project: Path):
-    split = ExampleSplit.load(project / "data/examples/train")
-    collate = Collator(
+def cpu_collator(
+    split: ExampleSplit, dynamic_masking: MaskingRule | None = None, seed: int = 0
+) -> Collator:
+    """The collator of the fixture examples on CPU ([PAD] 0, at most 5 predictions a row)."""
+    return Collator(
         split,
         pad_id=0,
         max_predictions_per_seq=5,
         device=torch.device("cpu"),
-        dynamic_masking=None,
-        seed=0,
+        dynamic_masking=dynamic_masking,
+        seed=seed,
         mask_domain=0,
     )
+
+
+def test_micro_batches_are_padded_only_to_their_longest_row_and_most_masked_row(project: Path):
+    split = ExampleSplit.load(project / "data/examples/train")
+    collate = cpu_collator(split)
     indices = np.array([3, 10, 11])
     batch = collate(indices)
     assert batch["input_ids"].shape == (3, int(split.lengths[indices].max()))
@@ -378,15 +385,7 @@ def test_dynamic_masks_depend_on_seed_epoch_and_example_not_on_the_batch(project
         mask_id=ids["[MASK]"],
         unmaskable_ids=(ids["[CLS]"], ids["[SEP]"]),
     )
-    collate = Collator(
-        split,
-        pad_id=0,
-        max_predictions_per_seq=5,
-        device=torch.device("cpu"),
-        dynamic_masking=rule,
-        seed=3,
-        mask_domain=0,
-    )
+    collate = cpu_collator(split, dynamic_masking=rule, seed=3)
 
     def row_of(batch: dict, row: int, length: int) -> tuple:
         labelled = batch["masked_lm_ids"][row] != -100
@@ -554,15 +553,7 @@ def test_a_nonfinite_loss_skips_the_update_and_the_next_step_trains(
     model = PoisonableBert(inputs.config)
     engine, optimizer = build_engine(model, params, inputs, single_process_job)
     split = ExampleSplit.load(project / "data/examples/train")
-    collate = Collator(
-        split,
-        pad_id=0,
-        max_predictions_per_seq=5,
-        device=torch.device("cpu"),
-        dynamic_masking=None,
-        seed=0,
-        mask_domain=0,
-    )
+    collate = cpu_collator(split)
     batches = [collate(np.arange(0, 8)), collate(np.arange(8, 16))]
 
     def step() -> StepResult:
