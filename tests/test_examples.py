@@ -21,6 +21,7 @@ from bertforge.examples import (
     IGNORE_INDEX,
     ExamplesParams,
     MaskingRule,
+    RandomStream,
     TokenizedUnit,
     TokenizerInfo,
     UnitSettings,
@@ -203,7 +204,7 @@ def truncate_one_token_at_a_time(length_a: int, length_b: int, max_num_tokens: i
 
 
 def test_truncation_takes_from_the_longer_segment_b_on_ties_like_the_original_loop():
-    rng = np.random.default_rng(5)
+    rng = RandomStream(np.random.default_rng(5))
     for length_a in range(0, 40):
         for length_b in range(0, 40):
             span_a, span_b = truncate_seq_pair(
@@ -217,7 +218,7 @@ def test_truncation_takes_from_the_longer_segment_b_on_ties_like_the_original_lo
 
 
 def test_truncation_removes_tokens_from_the_front_and_the_back_with_probability_half():
-    rng = np.random.default_rng(6)
+    rng = RandomStream(np.random.default_rng(6))
     from_front = removed = 0
     for _ in range(5000):
         span_a, span_b = truncate_seq_pair((0, 100), (1000, 1090), 125, rng)
@@ -231,7 +232,7 @@ def test_short_seq_prob_draws_a_shorter_target_for_that_fraction_of_documents():
     documents = [[1] * 130 for _ in range(20_000)]
     unit = unit_from_sentence_lengths(documents)
     settings = params(short_seq_prob=0.1)
-    rng = np.random.default_rng(7)
+    rng = RandomStream(np.random.default_rng(7))
     short = actual_next = 0
     lengths = []
     for document_index in range(len(documents)):
@@ -252,7 +253,7 @@ def test_random_next_half_the_time_for_multi_sentence_chunks_always_for_one_sent
     # two 10-token sentences per document: the first chunk holds both; when B is a random
     # continuation the second sentence is put back and becomes a one-sentence chunk
     unit = unit_from_sentence_lengths([[10, 10] for _ in range(8000)])
-    rng = np.random.default_rng(8)
+    rng = RandomStream(np.random.default_rng(8))
     first_random = 0
     for document_index in range(unit.num_documents):
         settings = params(short_seq_prob=0.0)
@@ -267,10 +268,11 @@ def test_nsp_negative_comes_from_another_document_and_actual_next_from_the_same(
     rng = np.random.default_rng(9)
     lengths = [rng.integers(1, 40, size=rng.integers(1, 30)).tolist() for _ in range(300)]
     unit = unit_from_sentence_lengths(lengths)
+    draws = RandomStream(rng)
     seen_labels = set()
     for document_index in range(unit.num_documents):
         for a_start, a_end, b_start, b_end, label in create_instances_from_document(
-            unit, document_index, params(), rng
+            unit, document_index, params(), draws
         ):
             sources_a = set(document_of(unit.token_ids[a_start:a_end]).tolist())
             sources_b = set(document_of(unit.token_ids[b_start:b_end]).tolist())
@@ -287,8 +289,9 @@ def test_without_nsp_instances_are_whole_sentences_of_one_document_covering_it_o
     lengths = [rng.integers(1, 60, size=rng.integers(1, 30)).tolist() for _ in range(200)]
     unit = unit_from_sentence_lengths(lengths)
     settings = params(nsp=False, short_seq_prob=0.0)
+    draws = RandomStream(rng)
     for document_index in range(len(lengths)):
-        instances = create_instances_from_document(unit, document_index, settings, rng)
+        instances = create_instances_from_document(unit, document_index, settings, draws)
         first, end = unit.document_sentences[document_index]
         covered = []
         for a_start, a_end, b_start, b_end, label in instances:

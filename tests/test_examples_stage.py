@@ -90,11 +90,11 @@ def write_split(directory: Path, documents: list[list[str]], rows_per_shard: int
         pq.write_table(table, directory / f"part-{part:05d}.parquet")
 
 
-def build_vocab(tokenizer_dir: Path, train_dir: Path) -> Path:
+def build_vocab(tokenizer_dir: Path, train_dir: Path, lowercase: bool = True) -> Path:
     """data/tokenizer as the vocab stage writes it (a small vocabulary: many "##" pieces)."""
     params = VocabParams(
         vocab_size=300,
-        lowercase=True,
+        lowercase=lowercase,
         strip_accents=None,
         tokenize_chinese_chars=True,
         min_frequency=2,
@@ -161,31 +161,44 @@ TRICKY_SENTENCES = [
 ]
 
 
-def test_sentence_tokenizer_gives_the_ids_of_whole_sentence_encoding(project):
-    tokenizer = load_tokenizer(project / "data/tokenizer")
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_sentence_tokenizer_gives_the_ids_of_whole_sentence_encoding(project, tmp_path, lowercase):
+    directory = project / "data/tokenizer"
+    if not lowercase:
+        directory = build_vocab(tmp_path / "cased", project / "data/ingested/train", lowercase=False)
+    tokenizer = load_tokenizer(directory)
     sentences = TRICKY_SENTENCES + [s for d in fixture_documents(50, seed=5) for s in d]
     expected = [e.ids for e in tokenizer.encode_batch(sentences, add_special_tokens=False)]
-    memo = SentenceTokenizer(load_tokenizer(project / "data/tokenizer"), np.dtype("uint16"), 40)
+    memo = SentenceTokenizer(load_tokenizer(directory), np.dtype("uint16"), 40)
+    assert memo.fast_path is not None and memo.fast_path.lowercase == lowercase
     for _ in range(2):  # the second time from the memo
         token_ids, lengths = memo.encode(pa.array(sentences))
         assert lengths.tolist() == [len(ids) for ids in expected]
         assert token_ids.tolist() == [i for ids in expected for i in ids]
     for sentence, ids in zip(sentences, expected, strict=True):  # a small memo starts afresh
         assert memo.encode(pa.array([sentence]))[0].tolist() == ids
-        assert len(memo.word_number) <= 40 + len(sentence.split(" "))
+        assert len(memo.word_number) <= 40 + len(sentence) + 1  # pieces: a character or more
 
 
-def test_ascii_words_take_the_fast_path_only_when_it_agrees_with_the_full_pipeline(project):
+def test_ascii_fast_path_tokenizer_agrees_with_the_full_pipeline_on_ascii_words(project):
     tokenizer = load_tokenizer(project / "data/tokenizer")
     fast = ascii_fast_path(tokenizer)
-    assert fast is not tokenizer
     words = [w for s in TRICKY_SENTENCES for w in s.split(" ") if w.isascii() and w.isprintable()]
     full = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
-    quick = fast.encode(words, is_pretokenized=True, add_special_tokens=False)
+    quick = fast.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
     assert (quick.ids, quick.word_ids) == (full.ids, full.word_ids)
-    altered = Tokenizer.from_str(tokenizer.to_str())  # a pipeline that changes ASCII text
+
+
+def test_fast_path_is_left_unused_when_it_disagrees_with_the_full_pipeline(project):
+    altered = Tokenizer.from_str(load_tokenizer(project / "data/tokenizer").to_str())
     altered.normalizer = normalizers.Sequence([altered.normalizer, normalizers.Replace("e", "a")])
-    assert ascii_fast_path(altered) is altered
+    altered.encode_special_tokens = True
+    memo = SentenceTokenizer(altered, np.dtype("uint16"))
+    assert memo.fast_path is None
+    expected = altered.encode_batch(TRICKY_SENTENCES, add_special_tokens=False)
+    assert memo.encode(pa.array(TRICKY_SENTENCES))[0].tolist() == [
+        i for encoding in expected for i in encoding.ids
+    ]
 
 
 # --- outputs ----------------------------------------------------------------------------------

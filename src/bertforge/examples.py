@@ -53,6 +53,16 @@ from bertforge.vocab import (
 )
 
 SPLITS = ("train", "heldout")
+EXAMPLES_PARQUET_OPTIONS = {
+    "compression_level": 1,
+    "use_dictionary": False,
+    "use_byte_stream_split": [
+        f"{column}.list.element"
+        for column in ("input_ids", "masked_lm_positions", "masked_lm_ids")
+    ],
+}
+"""Token ids compress best split into byte streams, not dictionary-encoded: zstd level 1 this
+way writes faster and smaller than the default level 3 (benchmarks/bench_examples.py)."""
 IGNORE_INDEX = -100
 """Label of positions and NSP pairs that carry no loss (PyTorch's cross-entropy default)."""
 
@@ -162,29 +172,42 @@ class TokenizedUnit:
 
 
 class SentenceTokenizer:
-    """Sentences → token ids, encoding each distinct space-separated word once.
+    """Sentences → token ids, encoding each distinct word once.
 
     BERT's text pipeline never looks across an ASCII space: cleaning, lowercasing (the final
     sigma rule needs a cased letter next to the sigma), NFD and accent stripping act within a
     word, and the pre-tokenizer splits at spaces first. So a sentence's ids are its words' ids
     back to back, and a word seen before costs a lookup instead of a trip through the tokenizer
-    (tests check the ids equal whole-sentence ``encode_batch``). Splitting and looking up run in
-    Arrow's C++ kernels; new words go through the tokenizer in large pre-tokenized batches. The
-    memo holds at most `max_words` words and starts afresh when full: memory stays bounded.
+    (tests check the ids equal whole-sentence ``encode_batch``). Splitting, deduplicating and
+    looking up run in Arrow's C++ kernels; new words go through the tokenizer in large
+    pre-tokenized batches. The memo holds at most `max_words` words and starts afresh when
+    full: memory stays bounded.
 
-    New words of printable ASCII take a fast path (`ascii_fast_path`): on them the exact-BERT
-    regex pipeline and the stock `Lowercase` + `BertPreTokenizer` do the same thing, and the
-    stock components are several times faster (tests check both give the same ids).
+    Words of printable ASCII go further (`AsciiFastPath`): they are lowercased and cut at
+    punctuation here, as BERT's pipeline does to them, so that "The", "the," and "(the" are one
+    memo entry, and new pieces go through stock `Lowercase` + `BertPreTokenizer`, several times
+    faster than the exact regex pipeline. The whole path is checked against the full pipeline
+    on `ASCII_PROBE` at start and left unused if they disagree.
     """
 
     def __init__(self, tokenizer: Any, id_dtype: np.dtype, max_words: int = 200_000) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self.tokenizer = tokenizer
-        self.ascii_tokenizer = ascii_fast_path(tokenizer)
         self.id_dtype = np.dtype(id_dtype)
         self.max_words = max_words
+        self.fast_path = ascii_fast_path(tokenizer)
+        if self.fast_path is not None and not self._agrees_with_full_pipeline(ASCII_PROBE):
+            self.fast_path = None
         self._forget()
+
+    def _agrees_with_full_pipeline(self, sentences: list[str]) -> bool:
+        self._forget()
+        expected = self.tokenizer.encode_batch(sentences, add_special_tokens=False)
+        token_ids, lengths = self.encode(pa.array(sentences, pa.string()))
+        return lengths.tolist() == [len(e.ids) for e in expected] and token_ids.tolist() == [
+            i for e in expected for i in e.ids
+        ]
 
     def _forget(self) -> None:
         self.word_number: dict[str, int] = {}
@@ -197,13 +220,39 @@ class SentenceTokenizer:
         """The sentences' ids back to back, and the number of ids of each sentence."""
         words_of_sentences = pc.split_pattern(sentences, " ")
         words = pc.dictionary_encode(words_of_sentences.flatten())
-        numbers = self._numbers(words.dictionary.to_pylist())[words.indices.to_numpy()]
-        lengths = self.word_lengths[numbers]
-        token_ids = self.word_token_ids[_concatenated_ranges(self.word_starts[numbers], lengths)]
+        distinct_ids, distinct_offsets = self._distinct_word_ids(words.dictionary)
+        occurrences = words.indices.to_numpy()
+        starts = distinct_offsets[:-1][occurrences]
+        lengths = distinct_offsets[1:][occurrences] - starts
+        token_ids = distinct_ids[_concatenated_ranges(starts, lengths)]
         words_per_sentence = pc.list_value_length(words_of_sentences).to_numpy()
         sentence_of_word = np.repeat(np.arange(len(sentences)), words_per_sentence)
         sentence_lengths = np.bincount(sentence_of_word, weights=lengths, minlength=len(sentences))
         return token_ids, sentence_lengths.astype(np.int64)
+
+    def _distinct_word_ids(self, words: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of each of `words` (distinct), back to back, and their offsets."""
+        pieces_of_words = self._pieces(words)
+        pieces = pc.dictionary_encode(pieces_of_words.flatten())
+        numbers = self._numbers(pieces.dictionary.to_pylist())[pieces.indices.to_numpy()]
+        lengths = self.word_lengths[numbers]
+        token_ids = self.word_token_ids[_concatenated_ranges(self.word_starts[numbers], lengths)]
+        word_of_piece = pc.list_parent_indices(pieces_of_words).to_numpy()
+        per_word = np.bincount(word_of_piece, weights=lengths, minlength=len(words))
+        return token_ids, np.concatenate([[0], np.cumsum(per_word, dtype=np.int64)])
+
+    def _pieces(self, words: pa.StringArray) -> pa.ListArray:
+        """Each word as the pieces the memo knows it by: itself, or with the fast path, a word
+        of printable ASCII lowercased (when the tokenizer lowercases) and cut at punctuation."""
+        if self.fast_path is None:
+            return pa.ListArray.from_arrays(pa.array(np.arange(len(words) + 1, dtype=np.int32)),
+                                            words)  # fmt: skip
+        cut = words
+        if self.fast_path.lowercase:
+            cut = pc.ascii_lower(cut)
+        cut = pc.replace_substring_regex(cut, ASCII_PUNCTUATION, r" \1 ")
+        cut = pc.if_else(pc.match_substring_regex(words, PRINTABLE_ASCII), cut, words)
+        return pc.split_pattern(cut, " ")  # a word with other characters has no space: one piece
 
     def _numbers(self, distinct_words: list[str]) -> np.ndarray:
         """The memo's number of each word, encoding the words it does not know yet."""
@@ -220,11 +269,14 @@ class SentenceTokenizer:
     def _learn(self, words: list[str]) -> None:
         """Encode new words: printable ASCII through the fast path, the rest through the full
         pipeline (the memo's numbering follows that order; the ids do not depend on it)."""
+        if self.fast_path is None:
+            self._store(self.tokenizer, words)
+            return
         ascii_words: list[str] = []
         other_words: list[str] = []
         for word in words:
             (ascii_words if word.isascii() and word.isprintable() else other_words).append(word)
-        for tokenizer, group in (self.ascii_tokenizer, ascii_words), (self.tokenizer, other_words):
+        for tokenizer, group in (self.fast_path.tokenizer, ascii_words), (self.tokenizer, other_words):
             if group:
                 self._store(tokenizer, group)
 
@@ -245,47 +297,51 @@ class SentenceTokenizer:
         self.word_number.update(zip(words, range(first, first + len(words)), strict=True))
 
 
-def ascii_fast_path(tokenizer: Any) -> Any:
+ASCII_PUNCTUATION = r"([!-/:-@\[-`{-~])"
+"""BERT's punctuation among ASCII characters (33–47, 58–64, 91–96, 123–126), as an RE2 group."""
+PRINTABLE_ASCII = r"^[ -~]*$"
+
+
+@dataclass(frozen=True)
+class AsciiFastPath:
+    """The tokenizer's WordPiece model behind stock `Lowercase` + `BertPreTokenizer`."""
+
+    tokenizer: Any
+    lowercase: bool
+
+
+def ascii_fast_path(tokenizer: Any) -> AsciiFastPath | None:
     """The same WordPiece model behind HF's stock normalizer and pre-tokenizer, for words of
-    printable ASCII only.
+    printable ASCII only; None when the tokenizer is not a BERT pipeline.
 
     On printable ASCII the original BERT's cleaning, accent stripping and Chinese-character
     rules do nothing, its lowercasing is ASCII lowercasing and its punctuation is exactly
-    `BertPreTokenizer`'s (ASCII 33–47, 58–64, 91–96, 123–126): so `Lowercase` (when the
-    tokenizer lowercases) + `BertPreTokenizer` give the same tokens as data/tokenizer's
-    exact, slower regex pipeline.
+    `BertPreTokenizer`'s (`ASCII_PUNCTUATION`): so `Lowercase` (when the tokenizer lowercases)
+    + `BertPreTokenizer` give the same tokens as data/tokenizer's exact, slower regex pipeline.
     """
     from tokenizers import Tokenizer
 
     spec = json.loads(tokenizer.to_str())
-    lowercases = '"Lowercase"' in json.dumps(spec.get("normalizer"))
-    spec["normalizer"] = {"type": "Lowercase"} if lowercases else None
+    if spec.get("model", {}).get("type") != "WordPiece":
+        return None
+    lowercase = '"Lowercase"' in json.dumps(spec.get("normalizer"))
+    spec["normalizer"] = {"type": "Lowercase"} if lowercase else None
     spec["pre_tokenizer"] = {"type": "BertPreTokenizer"}
     spec["post_processor"] = None
     spec["truncation"] = spec["padding"] = None
     fast = Tokenizer.from_str(json.dumps(spec))
     fast.encode_special_tokens = tokenizer.encode_special_tokens
-
-    def ids(of: Any) -> list[list[int]]:
-        return [e.ids for e in of.encode_batch(ASCII_PROBE, add_special_tokens=False)]
-
-    return fast if ids(fast) == ids(tokenizer) else tokenizer  # not a BERT pipeline: no shortcut
+    return AsciiFastPath(fast, lowercase)
 
 
 ASCII_PROBE = [
-    *(chr(code) for code in range(0x21, 0x7F)),
-    "Hello",
-    "WORLD",
-    "don't",
-    "U.S.A.",
-    "[MASK]",
-    "[sep]",
-    "##ing",
-    "e-mail,",
-    "(1984)",
-    "x" * 120,
+    " ".join(chr(code) for code in range(0x21, 0x7F)),
+    "".join(chr(code) for code in range(0x20, 0x7F)),
+    "Hello WORLD, don't stop: U.S.A. (1984) e-mail,x",
+    "[MASK] [sep] ##ing [UNK]word",
+    "x" * 120 + " " + "y" * 99 + "." + "z" * 101,
 ]
-"""Words on which `ascii_fast_path` must agree with the full pipeline before it is used."""
+"""Sentences on which the fast path must agree with the full pipeline before it is used."""
 
 
 def _grown(array: np.ndarray, size: int) -> np.ndarray:
@@ -321,20 +377,52 @@ InstanceSpans = tuple[int, int, int, int, int]
 """(a_start, a_end, b_start, b_end, next_sentence_label) in unit token coordinates."""
 
 
-def _uniform_int(rng: np.random.Generator, low: int, high: int) -> int:
-    """Uniform integer in [low, high], both included (the original's ``rng.randint``)."""
-    return low + int(rng.random() * (high - low + 1))
+class RandomStream:
+    """The original's ``random()``, ``randint()`` and coin flips, drawn from a numpy generator a
+    block at a time.
+
+    The per-document steps take a few numbers each: one numpy scalar draw costs about a
+    microsecond, an item of a Python list tens of nanoseconds. The blocks come from the unit's
+    generator, so everything drawn from it afterwards (the shuffle, the masks) stays determined
+    by the seed.
+    """
+
+    def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
+        self.rng = rng
+        self.block = block
+        self._values: list[float] = []
+        self._next = 0
+
+    def random(self) -> float:
+        """Uniform in [0, 1), with numpy's 53 random bits."""
+        if self._next == len(self._values):
+            self._values, self._next = self.rng.random(self.block).tolist(), 0
+        self._next += 1
+        return self._values[self._next - 1]
+
+    def randint(self, low: int, high: int) -> int:
+        """Uniform integer in [low, high], both included."""
+        return low + int(self.random() * (high - low + 1))
+
+    def heads(self, flips: int) -> int:
+        """Heads among `flips` fair coin flips: Binomial(flips, 0.5), from the bits of uniforms."""
+        count = 0
+        while flips > 0:
+            bits = min(flips, 52)  # a uniform scaled by 2**bits (<= 53) is bits fair random bits
+            count += int(self.random() * (1 << bits)).bit_count()
+            flips -= bits
+        return count
 
 
-def _target_seq_length(max_num_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
+def _target_seq_length(max_num_tokens: int, short_seq_prob: float, draws: RandomStream) -> int:
     """Usually fill the sequence; with probability `short_seq_prob` aim for a shorter one."""
-    if rng.random() < short_seq_prob:
-        return _uniform_int(rng, 2, max_num_tokens)
+    if draws.random() < short_seq_prob:
+        return draws.randint(2, max_num_tokens)
     return max_num_tokens
 
 
 def create_instances_from_document(
-    unit: TokenizedUnit, document_index: int, params: ExamplesParams, rng: np.random.Generator
+    unit: TokenizedUnit, document_index: int, params: ExamplesParams, draws: RandomStream
 ) -> list[InstanceSpans]:
     """Cut one document into [CLS] A [SEP] B [SEP] sentence pairs (the original's loop).
 
@@ -345,57 +433,55 @@ def create_instances_from_document(
     are put back; otherwise B is the rest of the chunk (label 0).
     """
     if not params.nsp:
-        return create_full_sentence_instances_from_document(unit, document_index, params, rng)
+        return create_full_sentence_instances_from_document(unit, document_index, params, draws)
     starts = unit.sentence_starts
     first_sentence, end_sentence = unit.document_sentences[document_index]
     max_num_tokens = params.max_num_tokens
-    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, rng)
+    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, draws)
 
     instances: list[InstanceSpans] = []
     chunk_start = first_sentence
-    i = first_sentence
-    while i < end_sentence:
-        current_length = starts[i + 1] - starts[chunk_start]
-        if i == end_sentence - 1 or current_length >= target_seq_length:
-            chunk_sentences = i + 1 - chunk_start
-            a_end = 1 if chunk_sentences == 1 else _uniform_int(rng, 1, chunk_sentences - 1)
-            span_a = (starts[chunk_start], starts[chunk_start + a_end])
-            if chunk_sentences == 1 or rng.random() < 0.5:
-                is_random_next = 1
-                target_b_length = target_seq_length - (span_a[1] - span_a[0])
-                span_b = random_continuation(unit, document_index, target_b_length, rng)
-                i = chunk_start + a_end - 1  # put the unused sentences back
-            else:
-                is_random_next = 0
-                span_b = (span_a[1], starts[i + 1])
-            span_a, span_b = truncate_seq_pair(span_a, span_b, max_num_tokens, rng)
-            instances.append((*span_a, *span_b, is_random_next))
-            chunk_start = i + 1
-        i += 1
+    while chunk_start < end_sentence:
+        # the chunk ends at the first sentence that reaches the target, or at the document's end
+        i = bisect.bisect_left(starts, starts[chunk_start] + target_seq_length, chunk_start + 1)
+        i = min(i, end_sentence) - 1
+        chunk_sentences = i + 1 - chunk_start
+        a_end = 1 if chunk_sentences == 1 else draws.randint(1, chunk_sentences - 1)
+        span_a = (starts[chunk_start], starts[chunk_start + a_end])
+        if chunk_sentences == 1 or draws.random() < 0.5:
+            is_random_next = 1
+            target_b_length = target_seq_length - (span_a[1] - span_a[0])
+            span_b = random_continuation(unit, document_index, target_b_length, draws)
+            i = chunk_start + a_end - 1  # put the unused sentences back
+        else:
+            is_random_next = 0
+            span_b = (span_a[1], starts[i + 1])
+        span_a, span_b = truncate_seq_pair(span_a, span_b, max_num_tokens, draws)
+        instances.append((*span_a, *span_b, is_random_next))
+        chunk_start = i + 1
     return instances
 
 
 def random_continuation(
-    unit: TokenizedUnit, document_index: int, target_b_length: int, rng: np.random.Generator
+    unit: TokenizedUnit, document_index: int, target_b_length: int, draws: RandomStream
 ) -> Span:
     """Sentences from a random start in a random *other* document of the unit, until the target.
 
     At least one sentence is taken, as in the original.
     """
-    other = _uniform_int(rng, 0, unit.num_documents - 2)
+    other = draws.randint(0, unit.num_documents - 2)
     other += other >= document_index  # skip the document itself
     first_sentence, end_sentence = unit.document_sentences[other]
-    random_start = _uniform_int(rng, first_sentence, end_sentence - 1)
+    random_start = draws.randint(first_sentence, end_sentence - 1)
     starts = unit.sentence_starts
     start_token = starts[random_start]
     # the first sentence end at or past the target, but no further than the document's end
-    end = bisect.bisect_left(starts, start_token + target_b_length)
-    end = min(max(end, random_start + 1), end_sentence)
-    return start_token, starts[end]
+    end = bisect.bisect_left(starts, start_token + target_b_length, random_start + 1)
+    return start_token, starts[min(end, end_sentence)]
 
 
 def create_full_sentence_instances_from_document(
-    unit: TokenizedUnit, document_index: int, params: ExamplesParams, rng: np.random.Generator
+    unit: TokenizedUnit, document_index: int, params: ExamplesParams, draws: RandomStream
 ) -> list[InstanceSpans]:
     """Without NSP: [CLS] A [SEP], A as many whole sentences as fit the target.
 
@@ -405,7 +491,7 @@ def create_full_sentence_instances_from_document(
     starts = unit.sentence_starts
     first_sentence, end_sentence = unit.document_sentences[document_index]
     max_num_tokens = params.max_num_tokens
-    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, rng)
+    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, draws)
 
     instances: list[InstanceSpans] = []
     chunk_start = first_sentence
@@ -413,14 +499,14 @@ def create_full_sentence_instances_from_document(
         is_last = i == end_sentence - 1
         if is_last or starts[i + 2] - starts[chunk_start] > target_seq_length:
             span_a = (starts[chunk_start], starts[i + 1])
-            span_a, _ = truncate_seq_pair(span_a, (0, 0), max_num_tokens, rng)
+            span_a, _ = truncate_seq_pair(span_a, (0, 0), max_num_tokens, draws)
             instances.append((*span_a, 0, 0, -1))
             chunk_start = i + 1
     return instances
 
 
 def truncate_seq_pair(
-    span_a: Span, span_b: Span, max_num_tokens: int, rng: np.random.Generator
+    span_a: Span, span_b: Span, max_num_tokens: int, draws: RandomStream
 ) -> tuple[Span, Span]:
     """Shorten A and B to `max_num_tokens` together, one token at a time from the longer one.
 
@@ -441,13 +527,13 @@ def truncate_seq_pair(
         level_excess = excess - abs(gap)
         removed_a = max(gap, 0) + level_excess // 2
         removed_b = max(-gap, 0) + (level_excess + 1) // 2
-    return _trim(span_a, removed_a, rng), _trim(span_b, removed_b, rng)
+    return _trim(span_a, removed_a, draws), _trim(span_b, removed_b, draws)
 
 
-def _trim(span: Span, removed: int, rng: np.random.Generator) -> Span:
+def _trim(span: Span, removed: int, draws: RandomStream) -> Span:
     if removed == 0:
         return span
-    from_front = int(rng.binomial(removed, 0.5))
+    from_front = draws.heads(removed)
     return span[0] + from_front, span[1] - (removed - from_front)
 
 
@@ -540,22 +626,21 @@ def mask_batch(
     lengths = np.asarray(lengths, dtype=np.int64)
     batch, width = input_ids.shape
     in_sequence = np.arange(width) < lengths[:, None]
-    candidate = in_sequence & ~np.isin(input_ids, rule.unmaskable_ids)
+    candidate = in_sequence
+    for unmaskable in rule.unmaskable_ids:
+        candidate = candidate & (input_ids != unmaskable)
     num_to_predict = np.rint(lengths * rule.masked_lm_prob).astype(np.int64)
     num_to_predict = np.minimum(rule.max_predictions_per_seq, np.maximum(1, num_to_predict))
     num_to_predict = np.minimum(num_to_predict, candidate.sum(axis=1))
+    predictions = rule.max_predictions_per_seq
     if rule.continuation is None:
-        chosen = _choose_tokens(candidate, num_to_predict, rng)
+        positions = _choose_tokens(candidate, num_to_predict, predictions, rng)
+        count = num_to_predict
     else:
         word_start = candidate & ~(rule.continuation[input_ids] & _shift_right(candidate))
         chosen = _choose_whole_words(candidate, word_start, num_to_predict, rng)
-
-    predictions = rule.max_predictions_per_seq
-    positions = np.zeros((batch, predictions), dtype=np.int64)
-    visible = min(predictions, width)
-    positions[:, :visible] = np.argsort(~chosen, axis=1, kind="stable")[:, :visible]
-    is_prediction = np.arange(predictions) < chosen.sum(axis=1)[:, None]
-    positions[~is_prediction] = 0
+        positions, count = _chosen_positions(chosen, predictions)
+    is_prediction = np.arange(predictions) < count[:, None]
     rows = np.broadcast_to(np.arange(batch)[:, None], positions.shape)
     labels = np.where(is_prediction, input_ids[rows, positions].astype(np.int64), IGNORE_INDEX)
 
@@ -576,21 +661,36 @@ def _shift_right(flags: np.ndarray) -> np.ndarray:
 
 
 def _choose_tokens(
-    candidate: np.ndarray, num_to_predict: np.ndarray, rng: np.random.Generator
+    candidate: np.ndarray, num_to_predict: np.ndarray, predictions: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """The first `num_to_predict` candidates of each row in a random order."""
+    """The first `num_to_predict` candidates of each row in a random order, as positions
+    ``[batch, predictions]``: ascending, then 0."""
     keys = rng.random(candidate.shape)
-    keys[~candidate] = 2.0  # after every candidate
-    chosen = np.zeros_like(candidate)
+    keys += ~candidate  # non-candidates in [1, 2): after every candidate
+    batch, width = candidate.shape
+    positions = np.zeros((batch, predictions), dtype=np.int64)
     take = int(num_to_predict.max(initial=0))
     if take == 0:
-        return chosen
+        return positions
     smallest = np.argpartition(keys, take - 1, axis=1)[:, :take]
     in_order = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
     ranked = np.take_along_axis(smallest, in_order, axis=1)
-    selected = np.arange(take) < num_to_predict[:, None]
-    chosen[np.nonzero(selected)[0], ranked[selected]] = True
-    return chosen
+    ranked[np.arange(take) >= num_to_predict[:, None]] = width  # not chosen: sorts last
+    ranked.sort(axis=1)
+    positions[:, :take] = np.where(ranked == width, 0, ranked)
+    return positions
+
+
+def _chosen_positions(chosen: np.ndarray, predictions: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of a row's chosen tokens ``[batch, predictions]`` (ascending, then 0), and
+    how many there are."""
+    batch, width = chosen.shape
+    count = chosen.sum(axis=1)
+    positions = np.zeros((batch, predictions), dtype=np.int64)
+    visible = min(predictions, width)
+    positions[:, :visible] = np.argsort(~chosen, axis=1, kind="stable")[:, :visible]
+    positions[np.arange(predictions) >= count[:, None]] = 0
+    return positions, count
 
 
 def _choose_whole_words(
@@ -801,11 +901,12 @@ def create_unit_instances(
             f"{where}: nsp needs at least two documents with tokens per unit, found "
             f"{unit.num_documents} (set examples.nsp false or add documents)"
         )
+    draws = RandomStream(rng)
     spans = [
         instance
         for _ in range(dupe_factor)
         for document_index in range(unit.num_documents)
-        for instance in create_instances_from_document(unit, document_index, params, rng)
+        for instance in create_instances_from_document(unit, document_index, params, draws)
     ]
     span_rows = np.array(spans, dtype=np.int64).reshape(-1, 5)
     span_rows = span_rows[rng.permutation(len(span_rows))]
@@ -1031,6 +1132,8 @@ def write_examples(
             examples_arrow_schema(inputs.tokenizer.vocab_size),
             params.rows_per_shard,
             validate=lambda frame, where=f"data/examples/{split}": validate(schema, frame, where),
+            arrow_lists=True,
+            parquet_options=EXAMPLES_PARQUET_OPTIONS,
         )
         for split in SPLITS
     }

@@ -93,14 +93,26 @@ def examples_arrow_schema(vocab_size: int) -> pyarrow.Schema:
 
 
 class _Ragged:
-    """A column of arrays flattened once, so row rules are numpy expressions, not Python loops."""
+    """A column of arrays flattened once, so row rules are numpy expressions, not Python loops.
+
+    The column holds either arrays (object dtype) or Arrow lists (`pd.ArrowDtype`, as
+    `bertforge.shards.ShardWriter` hands them over with ``arrow_lists``: no copy per row).
+    """
 
     def __init__(self, column: pd.Series) -> None:
-        arrays = column.to_list()
-        self.lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+        if isinstance(column.dtype, pd.ArrowDtype):
+            lists = pyarrow.array(column.array)
+            if isinstance(lists, pyarrow.ChunkedArray):
+                lists = lists.combine_chunks()
+            offsets = lists.offsets.to_numpy().astype(np.int64)
+            self.lengths = np.diff(offsets)
+            self.values = lists.flatten().to_numpy(zero_copy_only=False)
+        else:
+            arrays = column.to_list()
+            self.lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))
+            self.values = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
         self.starts = np.cumsum(self.lengths) - self.lengths
-        self.values = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
-        self.row = np.repeat(np.arange(len(arrays), dtype=np.int32), self.lengths)
+        self.row = np.repeat(np.arange(len(self.lengths), dtype=np.int32), self.lengths)
 
     @staticmethod
     def of(frame: pd.DataFrame, name: str, cache: dict) -> _Ragged:
@@ -207,10 +219,11 @@ def examples_schema(
     labels = [0, 1] if nsp else [-1]
     return pa.DataFrameSchema(
         {
-            "input_ids": pa.Column(object),
+            # list columns: arrays (object) or Arrow lists; the row rules read both
+            "input_ids": pa.Column(),
             "segment_b_start": pa.Column("int16"),
-            "masked_lm_positions": pa.Column(object),
-            "masked_lm_ids": pa.Column(object),
+            "masked_lm_positions": pa.Column(),
+            "masked_lm_ids": pa.Column(),
             "next_sentence_label": pa.Column("int8", pa.Check.isin(labels)),
         },
         checks=[

@@ -3,8 +3,8 @@
 A split is a directory of ``part-00000.parquet``, ``part-00001.parquet``, … written in order, each
 holding at most `rows_per_shard` rows. Every shard is validated against its pandera contract
 before it is written, inside the stage's staging directory, so a reader can trust what it reads.
-Files are written with fixed settings (no statistics timestamps, zstd level 3), so the same rows
-give the same bytes.
+Files are written with fixed settings (no statistics timestamps, zstd level 3 unless a stage
+chooses others), so the same rows give the same bytes.
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SHARD_GLOB = "part-*.parquet"
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statistics": False}
+"""How shards are written unless a stage says otherwise (`ShardWriter`'s `parquet_options`)."""
 
 
 class ShardWriter:
     """Append rows (dicts) or Arrow tables; writes a validated shard every `rows_per_shard` rows.
+
+    `validate` gets each shard as a pandas frame; with `arrow_lists` its list columns are
+    Arrow-backed (`pd.ArrowDtype`) instead of one numpy array per row, which is much cheaper
+    for rules that read them flattened. `parquet_options` (keyword arguments of
+    `pyarrow.parquet.write_table`) override `PARQUET_OPTIONS`.
 
     A shard's bytes depend only on its rows, not on how they were appended.
     """
@@ -31,12 +38,16 @@ class ShardWriter:
         schema: pa.Schema,
         rows_per_shard: int,
         validate: Callable[[pd.DataFrame], None] | None = None,
+        arrow_lists: bool = False,
+        parquet_options: dict | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.validate = validate
+        self.arrow_lists = arrow_lists
+        self.parquet_options = PARQUET_OPTIONS | (parquet_options or {})
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.shards_written = 0
@@ -66,11 +77,16 @@ class ShardWriter:
     def _flush(self, table: pa.Table) -> None:
         table = table.combine_chunks()
         if self.validate is not None:
-            self.validate(table.to_pandas())
+            self.validate(table.to_pandas(types_mapper=_arrow_lists if self.arrow_lists else None))
         path = self.directory / f"part-{self.shards_written:05d}.parquet"
-        pq.write_table(table, path, compression="zstd", compression_level=3, write_statistics=False)
+        pq.write_table(table, path, **self.parquet_options)
         self.shards_written += 1
         self.rows_written += len(table)
+
+
+def _arrow_lists(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """List columns stay Arrow-backed in the frame handed to `validate` (no array per row)."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_list(arrow_type) else None
 
 
 def shard_files(directory: Path) -> list[Path]:
