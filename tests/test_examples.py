@@ -21,12 +21,11 @@ from bertforge.examples import (
     IGNORE_INDEX,
     ExamplesParams,
     MaskingRule,
-    RandomStream,
     TokenizedUnit,
     TokenizerInfo,
     UnitSettings,
     assemble_instances,
-    create_instances_from_document,
+    create_instances_from_documents,
     create_masked_lm_predictions,
     create_unit_instances,
     iter_work_units,
@@ -124,6 +123,19 @@ def test_masked_positions_are_uniform_over_the_candidates():
         assert within_binomial_bound(hits[position], 40_000, 3 / 9)
 
 
+def test_every_subset_of_candidates_is_equally_likely():
+    # what shuffling the candidates and taking the first ones gives: not only uniform marginals
+    rng = np.random.default_rng(11)
+    ids = np.full((40_000, 8), 7)
+    ids[:, 0], ids[:, 4], ids[:, 7] = CLS, SEP, SEP  # 5 candidates, round(8 * 0.25) = 2 chosen
+    _, positions, labels = mask_batch(ids, np.full(40_000, 8), rule(masked_lm_prob=0.25), rng)
+    assert (labels[:, :2] != IGNORE_INDEX).all() and (labels[:, 2:] == IGNORE_INDEX).all()
+    subsets = pd.Series([tuple(row) for row in positions[:, :2].tolist()]).value_counts()
+    assert sorted(subsets.index) == list(itertools.combinations((1, 2, 3, 5, 6), 2))
+    for hits in subsets:
+        assert within_binomial_bound(hits, 40_000, 1 / 10)
+
+
 def test_chosen_tokens_become_mask_80_percent_stay_10_percent_random_10_percent():
     vocab_size = 50
     rng = np.random.default_rng(2)
@@ -203,62 +215,61 @@ def truncate_one_token_at_a_time(length_a: int, length_b: int, max_num_tokens: i
     return length_a, length_b
 
 
+def instances_of_each_document(rows: np.ndarray) -> dict[int, np.ndarray]:
+    """The rows of `create_instances_from_documents` grouped by document, in the order made."""
+    order = np.argsort(rows[:, 5], kind="stable")
+    documents, first = np.unique(rows[order, 5], return_index=True)
+    return dict(zip(documents.tolist(), np.split(rows[order], first[1:]), strict=True))
+
+
 def test_truncation_takes_from_the_longer_segment_b_on_ties_like_the_original_loop():
-    rng = RandomStream(np.random.default_rng(5))
-    for length_a in range(0, 40):
-        for length_b in range(0, 40):
-            span_a, span_b = truncate_seq_pair(
-                (100, 100 + length_a), (500, 500 + length_b), 30, rng
-            )
-            assert (span_a[1] - span_a[0], span_b[1] - span_b[0]) == truncate_one_token_at_a_time(
-                length_a, length_b, 30
-            )
-            assert 100 <= span_a[0] <= span_a[1] <= 100 + length_a
-            assert 500 <= span_b[0] <= span_b[1] <= 500 + length_b
+    length_a, length_b = (grid.ravel() for grid in np.meshgrid(np.arange(40), np.arange(40)))
+    a_start, b_start = np.full_like(length_a, 100), np.full_like(length_b, 500)
+    spans = truncate_seq_pair(
+        a_start, a_start + length_a, b_start, b_start + length_b, 30, np.random.default_rng(5)
+    )
+    a_start, a_end, b_start, b_end = (np.asarray(s).tolist() for s in spans)
+    for i, (before_a, before_b) in enumerate(zip(length_a.tolist(), length_b.tolist())):
+        after = (a_end[i] - a_start[i], b_end[i] - b_start[i])
+        assert after == truncate_one_token_at_a_time(before_a, before_b, 30)
+        assert 100 <= a_start[i] <= a_end[i] <= 100 + before_a
+        assert 500 <= b_start[i] <= b_end[i] <= 500 + before_b
 
 
 def test_truncation_removes_tokens_from_the_front_and_the_back_with_probability_half():
-    rng = RandomStream(np.random.default_rng(6))
-    from_front = removed = 0
-    for _ in range(5000):
-        span_a, span_b = truncate_seq_pair((0, 100), (1000, 1090), 125, rng)
-        from_front += span_a[0] + (span_b[0] - 1000)
-        removed += 65
-    assert within_binomial_bound(from_front, removed, 0.5)
+    pairs = 5000
+    a_start, b_start = np.zeros(pairs, np.int64), np.full(pairs, 1000)
+    spans = truncate_seq_pair(a_start, a_start + 100, b_start, b_start + 90, 125,
+                              np.random.default_rng(6))  # fmt: skip
+    from_front = int(spans[0].sum() + (spans[2] - 1000).sum())
+    assert within_binomial_bound(from_front, pairs * 65, 0.5)
 
 
 def test_short_seq_prob_draws_a_shorter_target_for_that_fraction_of_documents():
     # one-token sentences: an actual-next instance holds exactly `target_seq_length` tokens
-    documents = [[1] * 130 for _ in range(20_000)]
-    unit = unit_from_sentence_lengths(documents)
-    settings = params(short_seq_prob=0.1)
-    rng = RandomStream(np.random.default_rng(7))
-    short = actual_next = 0
-    lengths = []
-    for document_index in range(len(documents)):
-        first = create_instances_from_document(unit, document_index, settings, rng)[0]
-        a_start, a_end, b_start, b_end, label = first
-        if label == 0:
-            actual_next += 1
-            length = (a_end - a_start) + (b_end - b_start)
-            if length < 125:
-                short += 1
-                lengths.append(length)
+    unit = unit_from_sentence_lengths([[1] * 130 for _ in range(20_000)])
+    rows = create_instances_from_documents(
+        unit, params(short_seq_prob=0.1), 1, np.random.default_rng(7)
+    )
+    first = np.array([instances[0] for instances in instances_of_each_document(rows).values()])
+    actual_next = first[first[:, 4] == 0]
+    lengths = (actual_next[:, 1] - actual_next[:, 0]) + (actual_next[:, 3] - actual_next[:, 2])
+    short = lengths[lengths < 125]
     # the short target is uniform in [2, 125]: below 125 with probability 123/124
-    assert within_binomial_bound(short, actual_next, 0.1 * 123 / 124)
-    assert min(lengths) >= 2 and abs(np.mean(lengths) - 63) < 5 * 36 / math.sqrt(len(lengths))
+    assert within_binomial_bound(len(short), len(actual_next), 0.1 * 123 / 124)
+    assert short.min() >= 2 and abs(short.mean() - 63) < 5 * 36 / math.sqrt(len(short))
 
 
 def test_random_next_half_the_time_for_multi_sentence_chunks_always_for_one_sentence_chunks():
     # two 10-token sentences per document: the first chunk holds both; when B is a random
     # continuation the second sentence is put back and becomes a one-sentence chunk
     unit = unit_from_sentence_lengths([[10, 10] for _ in range(8000)])
-    rng = RandomStream(np.random.default_rng(8))
+    rows = create_instances_from_documents(
+        unit, params(short_seq_prob=0.0), 1, np.random.default_rng(8)
+    )
     first_random = 0
-    for document_index in range(unit.num_documents):
-        settings = params(short_seq_prob=0.0)
-        instances = create_instances_from_document(unit, document_index, settings, rng)
-        labels = [instance[4] for instance in instances]
+    for instances in instances_of_each_document(rows).values():
+        labels = instances[:, 4].tolist()
         first_random += labels[0]
         assert labels == ([1, 1] if labels[0] == 1 else [0]), labels
     assert within_binomial_bound(first_random, unit.num_documents, 0.5)
@@ -268,33 +279,41 @@ def test_nsp_negative_comes_from_another_document_and_actual_next_from_the_same(
     rng = np.random.default_rng(9)
     lengths = [rng.integers(1, 40, size=rng.integers(1, 30)).tolist() for _ in range(300)]
     unit = unit_from_sentence_lengths(lengths)
-    draws = RandomStream(rng)
-    seen_labels = set()
-    for document_index in range(unit.num_documents):
-        for a_start, a_end, b_start, b_end, label in create_instances_from_document(
-            unit, document_index, params(), draws
-        ):
-            sources_a = set(document_of(unit.token_ids[a_start:a_end]).tolist())
-            sources_b = set(document_of(unit.token_ids[b_start:b_end]).tolist())
-            assert sources_a == {document_index}
-            assert len(sources_b) == 1, "B is a continuation from one document"
-            assert (sources_b != {document_index}) == (label == 1)
-            assert 2 <= (a_end - a_start) + (b_end - b_start) + 3 <= 128
-            seen_labels.add(label)
-    assert seen_labels == {0, 1}
+    rows = create_instances_from_documents(unit, params(), 2, rng)
+    assert set(rows[:, 5].tolist()) == set(range(300))
+    for a_start, a_end, b_start, b_end, label, document in rows.tolist():
+        sources_a = set(document_of(unit.token_ids[a_start:a_end]).tolist())
+        sources_b = set(document_of(unit.token_ids[b_start:b_end]).tolist())
+        assert sources_a == {document}
+        assert len(sources_b) == 1, "B is a continuation from one document"
+        assert (sources_b != {document}) == (label == 1)
+        assert 2 <= (a_end - a_start) + (b_end - b_start) + 3 <= 128
+    assert set(rows[:, 4].tolist()) == {0, 1}
+
+
+def test_each_pass_puts_every_sentence_of_a_document_in_exactly_one_a_or_actual_next_b():
+    # one-token sentences never need truncation: chunks reach the target exactly
+    rng = np.random.default_rng(12)
+    lengths = [[1] * int(rng.integers(1, 400)) for _ in range(300)]
+    unit = unit_from_sentence_lengths(lengths)
+    rows = create_instances_from_documents(unit, params(short_seq_prob=0.0), 3, rng)
+    covered = np.zeros(len(unit.token_ids), dtype=np.int64)
+    for a_start, a_end, b_start, b_end, label, _ in rows.tolist():
+        covered[a_start:a_end] += 1
+        if label == 0:
+            covered[b_start:b_end] += 1
+    assert (covered == 3).all()
 
 
 def test_without_nsp_instances_are_whole_sentences_of_one_document_covering_it_once():
     rng = np.random.default_rng(10)
     lengths = [rng.integers(1, 60, size=rng.integers(1, 30)).tolist() for _ in range(200)]
     unit = unit_from_sentence_lengths(lengths)
-    settings = params(nsp=False, short_seq_prob=0.0)
-    draws = RandomStream(rng)
-    for document_index in range(len(lengths)):
-        instances = create_instances_from_document(unit, document_index, settings, draws)
+    rows = create_instances_from_documents(unit, params(nsp=False, short_seq_prob=0.0), 1, rng)
+    for document_index, instances in instances_of_each_document(rows).items():
         first, end = unit.document_sentences[document_index]
         covered = []
-        for a_start, a_end, b_start, b_end, label in instances:
+        for a_start, a_end, b_start, b_end, label, _ in instances.tolist():
             assert (label, b_start, b_end) == (-1, 0, 0)
             assert 1 <= a_end - a_start <= 126
             covered.append((a_start, a_end))

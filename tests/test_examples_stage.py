@@ -25,7 +25,6 @@ from bertforge.examples import (
     ExamplesParams,
     MaskingRule,
     SentenceTokenizer,
-    ascii_fast_path,
     check_inputs,
     collate_instances,
     read_meta,
@@ -178,15 +177,6 @@ def test_sentence_tokenizer_gives_the_ids_of_whole_sentence_encoding(project, tm
     for sentence, ids in zip(sentences, expected, strict=True):  # a small memo starts afresh
         assert memo.encode(pa.array([sentence]))[0].tolist() == ids
         assert len(memo.word_number) <= 40 + len(sentence) + 1  # pieces: a character or more
-
-
-def test_ascii_fast_path_tokenizer_agrees_with_the_full_pipeline_on_ascii_words(project):
-    tokenizer = load_tokenizer(project / "data/tokenizer")
-    fast = ascii_fast_path(tokenizer)
-    words = [w for s in TRICKY_SENTENCES for w in s.split(" ") if w.isascii() and w.isprintable()]
-    full = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
-    quick = fast.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
-    assert (quick.ids, quick.word_ids) == (full.ids, full.word_ids)
 
 
 def test_fast_path_is_left_unused_when_it_disagrees_with_the_full_pipeline(project):

@@ -1,6 +1,6 @@
 """MLM/NSP pretraining instances, as google-research/bert ``create_pretraining_data.py`` makes them.
 
-The algorithm keeps the original's steps and names — `create_instances_from_document`,
+The algorithm keeps the original's steps and names — `create_instances_from_document(s)`,
 `truncate_seq_pair`, `create_masked_lm_predictions` — and their rules (see docs/examples.md).
 What changes is how the work is organised, so that it streams, runs on several processes and
 gives the same bytes whatever their number:
@@ -23,7 +23,6 @@ masking of ``masking: dynamic``, which the pretrain stage applies at training ti
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import json
 import multiprocessing
@@ -184,10 +183,10 @@ class SentenceTokenizer:
     full: memory stays bounded.
 
     Words of printable ASCII go further (`AsciiFastPath`): they are lowercased and cut at
-    punctuation here, as BERT's pipeline does to them, so that "The", "the," and "(the" are one
-    memo entry, and new pieces go through stock `Lowercase` + `BertPreTokenizer`, several times
-    faster than the exact regex pipeline. The whole path is checked against the full pipeline
-    on `ASCII_PROBE` at start and left unused if they disagree.
+    punctuation here, as BERT's pipeline does to them, so that "The", "the," and "(the" share
+    one memo entry, and new pieces go straight to the WordPiece model, several times faster than
+    through the exact regex pipeline. The whole path is checked against the full pipeline on
+    `ASCII_PROBE` at start and left unused if they disagree.
     """
 
     def __init__(self, tokenizer: Any, id_dtype: np.dtype, max_words: int = 200_000) -> None:
@@ -256,34 +255,52 @@ class SentenceTokenizer:
 
     def _numbers(self, distinct_words: list[str]) -> np.ndarray:
         """The memo's number of each word, encoding the words it does not know yet."""
-        unknown = [word for word in distinct_words if word not in self.word_number]
+        count = len(distinct_words)
+        numbers = np.fromiter(
+            map(self.word_number.get, distinct_words, itertools.repeat(-1, count)), np.int64, count
+        )
+        unknown = np.flatnonzero(numbers < 0)
         if len(self.word_number) + len(unknown) > self.max_words:
             self._forget()
-            unknown = distinct_words
-        for start in range(0, len(unknown), 4096):
-            self._learn(unknown[start : start + 4096])
-        return np.fromiter(
-            map(self.word_number.__getitem__, distinct_words), np.int64, len(distinct_words)
-        )
+            unknown = np.arange(count)
+        if len(unknown) == 0:
+            return numbers
+        unknown_words = [distinct_words[index] for index in unknown.tolist()]
+        for start in range(0, len(unknown_words), 4096):
+            self._learn(unknown_words[start : start + 4096])
+        numbers[unknown] = list(map(self.word_number.__getitem__, unknown_words))
+        return numbers
 
     def _learn(self, words: list[str]) -> None:
-        """Encode new words: printable ASCII through the fast path, the rest through the full
-        pipeline (the memo's numbering follows that order; the ids do not depend on it)."""
+        """Encode new words: pieces of printable ASCII straight through the WordPiece model (the
+        fast path), the rest through the full pipeline (the memo's numbering follows that
+        order; the ids do not depend on it)."""
         if self.fast_path is None:
-            self._store(self.tokenizer, words)
+            self._store_encoded(words)
             return
         ascii_words: list[str] = []
         other_words: list[str] = []
         for word in words:
             (ascii_words if word.isascii() and word.isprintable() else other_words).append(word)
-        for tokenizer, group in (self.fast_path.tokenizer, ascii_words), (self.tokenizer, other_words):
-            if group:
-                self._store(tokenizer, group)
+        if ascii_words:
+            tokenize = self.fast_path.tokenize
+            ids_of_words = [[token.id for token in tokenize(word)] for word in ascii_words]
+            lengths = np.fromiter(map(len, ids_of_words), np.int64, len(ascii_words))
+            token_ids = np.fromiter(
+                itertools.chain.from_iterable(ids_of_words), self.id_dtype, int(lengths.sum())
+            )
+            self._store(ascii_words, token_ids, lengths)
+        if other_words:
+            self._store_encoded(other_words)
 
-    def _store(self, tokenizer: Any, words: list[str]) -> None:
+    def _store_encoded(self, words: list[str]) -> None:
         """Encode `words` as one pre-tokenized sequence; `word_ids` says which token is whose."""
-        encoding = tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
+        encoding = self.tokenizer.encode(words, is_pretokenized=True, add_special_tokens=False)
         lengths = np.bincount(np.array(encoding.word_ids, dtype=np.int64), minlength=len(words))
+        self._store(words, np.array(encoding.ids, dtype=self.id_dtype), lengths)
+
+    def _store(self, words: list[str], token_ids: np.ndarray, lengths: np.ndarray) -> None:
+        """Remember `words`, whose ids are `token_ids`, `lengths` of them per word."""
         first = len(self.word_number)
         self.word_starts = _grown(self.word_starts, first + len(words))
         self.word_lengths = _grown(self.word_lengths, first + len(words))
@@ -291,9 +308,9 @@ class SentenceTokenizer:
             self.stored_ids + np.cumsum(lengths) - lengths
         )
         self.word_lengths[first : first + len(words)] = lengths
-        self.word_token_ids = _grown(self.word_token_ids, self.stored_ids + len(encoding.ids))
-        self.word_token_ids[self.stored_ids : self.stored_ids + len(encoding.ids)] = encoding.ids
-        self.stored_ids += len(encoding.ids)
+        self.word_token_ids = _grown(self.word_token_ids, self.stored_ids + len(token_ids))
+        self.word_token_ids[self.stored_ids : self.stored_ids + len(token_ids)] = token_ids
+        self.stored_ids += len(token_ids)
         self.word_number.update(zip(words, range(first, first + len(words)), strict=True))
 
 
@@ -304,34 +321,28 @@ PRINTABLE_ASCII = r"^[ -~]*$"
 
 @dataclass(frozen=True)
 class AsciiFastPath:
-    """The tokenizer's WordPiece model behind stock `Lowercase` + `BertPreTokenizer`."""
+    """What BERT's pipeline does to a word of printable ASCII, done without it: lowercase it
+    (when the tokenizer lowercases), cut it at `ASCII_PUNCTUATION`, then WordPiece each piece
+    (`tokenize`: the tokenizer's own WordPiece model)."""
 
-    tokenizer: Any
+    tokenize: Callable[[str], list]
     lowercase: bool
 
 
 def ascii_fast_path(tokenizer: Any) -> AsciiFastPath | None:
-    """The same WordPiece model behind HF's stock normalizer and pre-tokenizer, for words of
-    printable ASCII only; None when the tokenizer is not a BERT pipeline.
+    """The fast path for a BERT pipeline's printable-ASCII words; None for another model.
 
     On printable ASCII the original BERT's cleaning, accent stripping and Chinese-character
-    rules do nothing, its lowercasing is ASCII lowercasing and its punctuation is exactly
-    `BertPreTokenizer`'s (`ASCII_PUNCTUATION`): so `Lowercase` (when the tokenizer lowercases)
-    + `BertPreTokenizer` give the same tokens as data/tokenizer's exact, slower regex pipeline.
+    rules do nothing, its lowercasing is ASCII lowercasing, and its pre-tokenizer splits at
+    spaces and makes every punctuation character a word of its own. `SentenceTokenizer` checks
+    the whole path against the full pipeline before using it.
     """
-    from tokenizers import Tokenizer
+    from tokenizers import models
 
-    spec = json.loads(tokenizer.to_str())
-    if spec.get("model", {}).get("type") != "WordPiece":
+    if not isinstance(tokenizer.model, models.WordPiece):
         return None
-    lowercase = '"Lowercase"' in json.dumps(spec.get("normalizer"))
-    spec["normalizer"] = {"type": "Lowercase"} if lowercase else None
-    spec["pre_tokenizer"] = {"type": "BertPreTokenizer"}
-    spec["post_processor"] = None
-    spec["truncation"] = spec["padding"] = None
-    fast = Tokenizer.from_str(json.dumps(spec))
-    fast.encode_special_tokens = tokenizer.encode_special_tokens
-    return AsciiFastPath(fast, lowercase)
+    lowercase = '"Lowercase"' in json.dumps(json.loads(tokenizer.to_str()).get("normalizer"))
+    return AsciiFastPath(tokenizer.model.tokenize, lowercase)
 
 
 ASCII_PROBE = [
@@ -369,172 +380,143 @@ def tokenize_unit(tokenizer: SentenceTokenizer, documents: pa.ListArray) -> Toke
     )
 
 
-# --- the steps of the original -----------------------------------------------------------------
+# --- the steps of the original, for every document of a unit at once ----------------------------
+
+INSTANCE_COLUMNS = ("a_start", "a_end", "b_start", "b_end", "next_sentence_label", "document")
+"""The columns of `create_instances_from_documents`' rows: segments as ``[start, end)`` spans of
+the unit's token array (B empty without NSP), the label, and the document A comes from."""
 
 
-Span = tuple[int, int]
-InstanceSpans = tuple[int, int, int, int, int]
-"""(a_start, a_end, b_start, b_end, next_sentence_label) in unit token coordinates."""
+def create_instances_from_documents(
+    unit: TokenizedUnit, params: ExamplesParams, passes: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The original's `create_instances_from_document` loop, `passes` times over every document
+    of the unit, run for all of them at once: one row per instance (`INSTANCE_COLUMNS`).
 
-
-class RandomStream:
-    """The original's ``random()``, ``randint()`` and coin flips, drawn from a numpy generator a
-    block at a time.
-
-    The per-document steps take a few numbers each: one numpy scalar draw costs about a
-    microsecond, an item of a Python list tens of nanoseconds. The blocks come from the unit's
-    generator, so everything drawn from it afterwards (the shuffle, the masks) stays determined
-    by the seed.
-    """
-
-    def __init__(self, rng: np.random.Generator, block: int = 4096) -> None:
-        self.rng = rng
-        self.block = block
-        self._values: list[float] = []
-        self._next = 0
-
-    def random(self) -> float:
-        """Uniform in [0, 1), with numpy's 53 random bits."""
-        if self._next == len(self._values):
-            self._values, self._next = self.rng.random(self.block).tolist(), 0
-        self._next += 1
-        return self._values[self._next - 1]
-
-    def randint(self, low: int, high: int) -> int:
-        """Uniform integer in [low, high], both included."""
-        return low + int(self.random() * (high - low + 1))
-
-    def heads(self, flips: int) -> int:
-        """Heads among `flips` fair coin flips: Binomial(flips, 0.5), from the bits of uniforms."""
-        count = 0
-        while flips > 0:
-            bits = min(flips, 52)  # a uniform scaled by 2**bits (<= 53) is bits fair random bits
-            count += int(self.random() * (1 << bits)).bit_count()
-            flips -= bits
-        return count
-
-
-def _target_seq_length(max_num_tokens: int, short_seq_prob: float, draws: RandomStream) -> int:
-    """Usually fill the sequence; with probability `short_seq_prob` aim for a shorter one."""
-    if draws.random() < short_seq_prob:
-        return draws.randint(2, max_num_tokens)
-    return max_num_tokens
-
-
-def create_instances_from_document(
-    unit: TokenizedUnit, document_index: int, params: ExamplesParams, draws: RandomStream
-) -> list[InstanceSpans]:
-    """Cut one document into [CLS] A [SEP] B [SEP] sentence pairs (the original's loop).
-
-    Sentences are accumulated into a chunk until it reaches the target length (drawn once per
-    document) or the document ends. A is the chunk's first `a_end` sentences, `a_end` uniform in
+    Each (pass, document) is a lane with its own target length and position. A step cuts the
+    next chunk of every unfinished lane, so a unit takes as many numpy steps as its longest
+    document has chunks, whatever the number of documents. Per lane the rules are the
+    original's: sentences are accumulated into a chunk until it reaches the target length
+    (drawn once per document: with probability `short_seq_prob` uniform in [2, max_num_tokens])
+    or the document ends; A is the chunk's first `a_end` sentences, `a_end` uniform in
     [1, len(chunk) - 1]. With probability 0.5 — always for a one-sentence chunk — B is a random
     continuation from another document of the unit (label 1) and the chunk's unused sentences
-    are put back; otherwise B is the rest of the chunk (label 0).
+    are put back; otherwise B is the rest of the chunk (label 0). Without NSP, A is as many
+    whole sentences as fit the target (RoBERTa's DOC-SENTENCES).
     """
-    if not params.nsp:
-        return create_full_sentence_instances_from_document(unit, document_index, params, draws)
-    starts = unit.sentence_starts
-    first_sentence, end_sentence = unit.document_sentences[document_index]
+    starts = np.asarray(unit.sentence_starts, dtype=np.int64)
+    bounds = np.asarray(unit.document_sentences, dtype=np.int64).reshape(-1, 2)
+    document = np.tile(np.arange(len(bounds)), passes)
+    chunk_start = bounds[document, 0].copy()
+    end = bounds[document, 1]
     max_num_tokens = params.max_num_tokens
-    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, draws)
-
-    instances: list[InstanceSpans] = []
-    chunk_start = first_sentence
-    while chunk_start < end_sentence:
-        # the chunk ends at the first sentence that reaches the target, or at the document's end
-        i = bisect.bisect_left(starts, starts[chunk_start] + target_seq_length, chunk_start + 1)
-        i = min(i, end_sentence) - 1
-        chunk_sentences = i + 1 - chunk_start
-        a_end = 1 if chunk_sentences == 1 else draws.randint(1, chunk_sentences - 1)
-        span_a = (starts[chunk_start], starts[chunk_start + a_end])
-        if chunk_sentences == 1 or draws.random() < 0.5:
-            is_random_next = 1
-            target_b_length = target_seq_length - (span_a[1] - span_a[0])
-            span_b = random_continuation(unit, document_index, target_b_length, draws)
-            i = chunk_start + a_end - 1  # put the unused sentences back
-        else:
-            is_random_next = 0
-            span_b = (span_a[1], starts[i + 1])
-        span_a, span_b = truncate_seq_pair(span_a, span_b, max_num_tokens, draws)
-        instances.append((*span_a, *span_b, is_random_next))
-        chunk_start = i + 1
-    return instances
+    short, shorter = rng.random((2, len(document)))
+    target = np.where(
+        short < params.short_seq_prob, 2 + (shorter * (max_num_tokens - 1)).astype(np.int64),
+        max_num_tokens,
+    )  # fmt: skip
+    step = _next_sentence_pairs if params.nsp else _next_full_sentences
+    rows: list[np.ndarray] = []
+    lanes = np.flatnonzero(chunk_start < end)
+    while len(lanes):
+        lane = _Lanes(document[lanes], chunk_start[lanes], end[lanes], target[lanes])
+        spans, next_start = step(starts, bounds, lane, rng)
+        a_start, a_end, b_start, b_end = truncate_seq_pair(*spans[:4], max_num_tokens, rng)
+        rows.append(np.stack([a_start, a_end, b_start, b_end, spans[4], lane.document], axis=1))
+        chunk_start[lanes] = next_start
+        lanes = lanes[next_start < lane.end]
+    return np.concatenate(rows) if rows else np.zeros((0, len(INSTANCE_COLUMNS)), np.int64)
 
 
-def random_continuation(
-    unit: TokenizedUnit, document_index: int, target_b_length: int, draws: RandomStream
-) -> Span:
-    """Sentences from a random start in a random *other* document of the unit, until the target.
+@dataclass(frozen=True)
+class _Lanes:
+    """The unfinished (pass, document) lanes of a step: their document, the first sentence of
+    their next chunk, their document's end sentence and their target length."""
 
-    At least one sentence is taken, as in the original.
-    """
-    other = draws.randint(0, unit.num_documents - 2)
-    other += other >= document_index  # skip the document itself
-    first_sentence, end_sentence = unit.document_sentences[other]
-    random_start = draws.randint(first_sentence, end_sentence - 1)
-    starts = unit.sentence_starts
-    start_token = starts[random_start]
-    # the first sentence end at or past the target, but no further than the document's end
-    end = bisect.bisect_left(starts, start_token + target_b_length, random_start + 1)
-    return start_token, starts[min(end, end_sentence)]
+    document: np.ndarray
+    chunk_start: np.ndarray
+    end: np.ndarray
+    target: np.ndarray
 
 
-def create_full_sentence_instances_from_document(
-    unit: TokenizedUnit, document_index: int, params: ExamplesParams, draws: RandomStream
-) -> list[InstanceSpans]:
-    """Without NSP: [CLS] A [SEP], A as many whole sentences as fit the target.
+Spans = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""a_start, a_end, b_start, b_end (token coordinates), next_sentence_label."""
 
-    This is RoBERTa's "DOC-SENTENCES" input: contiguous full sentences from one document, so no
-    token is lost; only a single sentence longer than the sequence is truncated.
-    """
-    starts = unit.sentence_starts
-    first_sentence, end_sentence = unit.document_sentences[document_index]
-    max_num_tokens = params.max_num_tokens
-    target_seq_length = _target_seq_length(max_num_tokens, params.short_seq_prob, draws)
 
-    instances: list[InstanceSpans] = []
-    chunk_start = first_sentence
-    for i in range(first_sentence, end_sentence):
-        is_last = i == end_sentence - 1
-        if is_last or starts[i + 2] - starts[chunk_start] > target_seq_length:
-            span_a = (starts[chunk_start], starts[i + 1])
-            span_a, _ = truncate_seq_pair(span_a, (0, 0), max_num_tokens, draws)
-            instances.append((*span_a, 0, 0, -1))
-            chunk_start = i + 1
-    return instances
+def _next_sentence_pairs(
+    starts: np.ndarray, bounds: np.ndarray, lanes: _Lanes, rng: np.random.Generator
+) -> tuple[Spans, np.ndarray]:
+    """The next [CLS] A [SEP] B [SEP] chunk of every lane, and where each lane goes on."""
+    chunk_start, target = lanes.chunk_start, lanes.target
+    # the chunk ends at the first sentence that reaches the target, or at the document's end
+    chunk_end = np.minimum(np.searchsorted(starts, starts[chunk_start] + target), lanes.end)
+    chunk_sentences = chunk_end - chunk_start
+    a_draw, next_draw, other_draw, start_draw = rng.random((4, len(chunk_start)))
+    a_end = chunk_start + np.where(
+        chunk_sentences == 1, 1, 1 + (a_draw * (chunk_sentences - 1)).astype(np.int64)
+    )
+    random_next = (chunk_sentences == 1) | (next_draw < 0.5)
+    a_start_token, a_end_token = starts[chunk_start], starts[a_end]
+    # random continuation: a random start sentence in a random *other* document, sentences
+    # until B reaches target - len(A), at least one, no further than that document's end
+    other = (other_draw * (len(bounds) - 1)).astype(np.int64)
+    other += other >= lanes.document
+    other_first, other_end = bounds[other, 0], bounds[other, 1]
+    random_start = other_first + (start_draw * (other_end - other_first)).astype(np.int64)
+    target_b = target - (a_end_token - a_start_token)
+    random_end = np.searchsorted(starts, starts[random_start] + target_b)
+    random_end = np.minimum(np.maximum(random_end, random_start + 1), other_end)
+    b_start = np.where(random_next, starts[random_start], a_end_token)
+    b_end = np.where(random_next, starts[random_end], starts[chunk_end])
+    next_start = np.where(random_next, a_end, chunk_end)  # random next: unused sentences back
+    label = random_next.astype(np.int64)
+    return (a_start_token, a_end_token, b_start, b_end, label), next_start
+
+
+def _next_full_sentences(
+    starts: np.ndarray, bounds: np.ndarray, lanes: _Lanes, rng: np.random.Generator
+) -> tuple[Spans, np.ndarray]:
+    """Without NSP: the next [CLS] A [SEP] of every lane, A as many whole sentences as fit the
+    target (at least one: only a single sentence longer than the sequence is truncated)."""
+    chunk_start = lanes.chunk_start
+    chunk_end = np.searchsorted(starts, starts[chunk_start] + lanes.target, side="right") - 1
+    chunk_end = np.minimum(np.maximum(chunk_end, chunk_start + 1), lanes.end)
+    empty = np.zeros_like(chunk_start)
+    label = np.full_like(chunk_start, -1)
+    return (starts[chunk_start], starts[chunk_end], empty, empty, label), chunk_end
 
 
 def truncate_seq_pair(
-    span_a: Span, span_b: Span, max_num_tokens: int, draws: RandomStream
-) -> tuple[Span, Span]:
-    """Shorten A and B to `max_num_tokens` together, one token at a time from the longer one.
+    a_start: np.ndarray,
+    a_end: np.ndarray,
+    b_start: np.ndarray,
+    b_end: np.ndarray,
+    max_num_tokens: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shorten each pair of spans A, B to `max_num_tokens` together, one token at a time from
+    the longer one.
 
     B loses the token on ties, and each token goes from the front or the back with probability
     0.5. Removing tokens one by one this way amounts to: all from the longer segment until they
     are level, then alternately B, A, B, …; the number taken from the front is binomial.
     """
-    length_a, length_b = span_a[1] - span_a[0], span_b[1] - span_b[0]
-    excess = length_a + length_b - max_num_tokens
-    if excess <= 0:
-        return span_a, span_b
+    length_a, length_b = a_end - a_start, b_end - b_start
+    excess = np.maximum(length_a + length_b - max_num_tokens, 0)
     gap = length_a - length_b
-    if gap >= excess:
-        removed_a, removed_b = excess, 0
-    elif -gap >= excess:
-        removed_a, removed_b = 0, excess
-    else:
-        level_excess = excess - abs(gap)
-        removed_a = max(gap, 0) + level_excess // 2
-        removed_b = max(-gap, 0) + (level_excess + 1) // 2
-    return _trim(span_a, removed_a, draws), _trim(span_b, removed_b, draws)
-
-
-def _trim(span: Span, removed: int, draws: RandomStream) -> Span:
-    if removed == 0:
-        return span
-    from_front = draws.heads(removed)
-    return span[0] + from_front, span[1] - (removed - from_front)
+    level_excess = np.maximum(excess - np.abs(gap), 0)
+    removed_a = np.where(
+        gap >= excess, excess, np.where(-gap >= excess, 0, np.maximum(gap, 0) + level_excess // 2)
+    )
+    removed_b = excess - removed_a
+    front_a = rng.binomial(removed_a, 0.5)
+    front_b = rng.binomial(removed_b, 0.5)
+    return (
+        a_start + front_a,
+        a_end - (removed_a - front_a),
+        b_start + front_b,
+        b_end - (removed_b - front_b),
+    )
 
 
 # --- masking -----------------------------------------------------------------------------------
@@ -634,12 +616,15 @@ def mask_batch(
     num_to_predict = np.minimum(num_to_predict, candidate.sum(axis=1))
     predictions = rule.max_predictions_per_seq
     if rule.continuation is None:
-        positions = _choose_tokens(candidate, num_to_predict, predictions, rng)
+        positions = _choose_tokens(candidate, in_sequence, num_to_predict, predictions, rng)
         count = num_to_predict
     else:
         word_start = candidate & ~(rule.continuation[input_ids] & _shift_right(candidate))
         chosen = _choose_whole_words(candidate, word_start, num_to_predict, rng)
-        positions, count = _chosen_positions(chosen, predictions)
+        chosen_rows, chosen_columns = np.nonzero(chosen)  # ascending within each row
+        count = np.bincount(chosen_rows, minlength=batch)
+        positions = np.zeros((batch, predictions), dtype=np.int64)
+        positions[chosen_rows, _slots(count)] = chosen_columns
     is_prediction = np.arange(predictions) < count[:, None]
     rows = np.broadcast_to(np.arange(batch)[:, None], positions.shape)
     labels = np.where(is_prediction, input_ids[rows, positions].astype(np.int64), IGNORE_INDEX)
@@ -660,37 +645,49 @@ def _shift_right(flags: np.ndarray) -> np.ndarray:
     return shifted
 
 
+def _slots(count: np.ndarray) -> np.ndarray:
+    """For items grouped by row (`count` per row, in row order): each item's index in its row."""
+    return np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+
+
 def _choose_tokens(
-    candidate: np.ndarray, num_to_predict: np.ndarray, predictions: int, rng: np.random.Generator
+    candidate: np.ndarray,
+    in_sequence: np.ndarray,
+    num_to_predict: np.ndarray,
+    predictions: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """The first `num_to_predict` candidates of each row in a random order, as positions
-    ``[batch, predictions]``: ascending, then 0."""
-    keys = rng.random(candidate.shape)
-    keys += ~candidate  # non-candidates in [1, 2): after every candidate
+    """A uniformly random subset of `num_to_predict` candidates in each row — what the original
+    gets by shuffling the candidates and taking the first ones — as positions
+    ``[batch, predictions]``, ascending, then 0.
+
+    Floyd's algorithm, vectorized over rows: at step t, with j = candidates - to_predict + t,
+    draw r uniform in [0, j] and take candidate r, or candidate j if r is already taken. A row
+    costs `num_to_predict` draws, not one per candidate.
+    """
     batch, width = candidate.shape
-    positions = np.zeros((batch, predictions), dtype=np.int64)
-    take = int(num_to_predict.max(initial=0))
-    if take == 0:
-        return positions
-    smallest = np.argpartition(keys, take - 1, axis=1)[:, :take]
-    in_order = np.argsort(np.take_along_axis(keys, smallest, axis=1), axis=1)
-    ranked = np.take_along_axis(smallest, in_order, axis=1)
-    ranked[np.arange(take) >= num_to_predict[:, None]] = width  # not chosen: sorts last
-    ranked.sort(axis=1)
-    positions[:, :take] = np.where(ranked == width, 0, ranked)
+    num_candidates = candidate.sum(axis=1)
+    taken = np.zeros((batch, width), dtype=bool)  # by candidate index
+    picks = np.full((batch, predictions), width, dtype=np.int64)  # candidate indexes; width: none
+    for step in range(int(num_to_predict.max(initial=0))):
+        rows = np.flatnonzero(num_to_predict > step)
+        last = num_candidates[rows] - num_to_predict[rows] + step
+        drawn = (rng.random(len(rows)) * (last + 1)).astype(np.int64)
+        drawn = np.where(taken[rows, drawn], last, drawn)
+        taken[rows, drawn] = True
+        picks[rows, step] = drawn
+    # candidate index → position: step over the row's non-candidates ([CLS], [SEP]) up to it
+    skipped_rows, skipped_columns = np.nonzero(in_sequence & ~candidate)
+    skipped_count = np.bincount(skipped_rows, minlength=batch)
+    skipped = np.full((batch, int(skipped_count.max(initial=0))), width, dtype=np.int64)
+    skipped[skipped_rows, _slots(skipped_count)] = skipped_columns
+    positions = picks.copy()
+    for column in skipped.T:
+        positions += column[:, None] <= positions
+    positions[picks == width] = width
+    positions.sort(axis=1)
+    positions[positions == width] = 0
     return positions
-
-
-def _chosen_positions(chosen: np.ndarray, predictions: int) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of a row's chosen tokens ``[batch, predictions]`` (ascending, then 0), and
-    how many there are."""
-    batch, width = chosen.shape
-    count = chosen.sum(axis=1)
-    positions = np.zeros((batch, predictions), dtype=np.int64)
-    visible = min(predictions, width)
-    positions[:, :visible] = np.argsort(~chosen, axis=1, kind="stable")[:, :visible]
-    positions[np.arange(predictions) >= count[:, None]] = 0
-    return positions, count
 
 
 def _choose_whole_words(
@@ -901,15 +898,8 @@ def create_unit_instances(
             f"{where}: nsp needs at least two documents with tokens per unit, found "
             f"{unit.num_documents} (set examples.nsp false or add documents)"
         )
-    draws = RandomStream(rng)
-    spans = [
-        instance
-        for _ in range(dupe_factor)
-        for document_index in range(unit.num_documents)
-        for instance in create_instances_from_document(unit, document_index, params, draws)
-    ]
-    span_rows = np.array(spans, dtype=np.int64).reshape(-1, 5)
-    span_rows = span_rows[rng.permutation(len(span_rows))]
+    rows = create_instances_from_documents(unit, params, dupe_factor, rng)
+    span_rows = rows[rng.permutation(len(rows)), :5]
     special = settings.tokenizer.special_ids
     instances = assemble_instances(unit.token_ids, span_rows, special["[CLS]"], special["[SEP]"])
     if params.masking == "static":
