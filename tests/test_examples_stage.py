@@ -131,7 +131,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_params(**overrides) -> ExamplesParams:
-    values = {"negative_pool_size": 64, "rows_per_shard": 300, "num_proc": 1, "dupe_factor": 2}
+    values = {"negative_pool_size": 64, "num_proc": 1, "dupe_factor": 2}
     return ExamplesParams(**(values | overrides))
 
 
@@ -209,7 +209,9 @@ def test_examples_follow_the_contract_and_meta_describes_them(project, tmp_path)
         table = read_split(tmp_path / split)
         assert table.schema.field("input_ids").type == pa.list_(pa.uint16())
         assert meta["instances"][split] == len(table) == metrics[split]["instances"]
-        assert len(shard_files(tmp_path / split)) == -(-len(table) // 300)
+        documents = len(read_split(project / "data/ingested" / split))  # 400 and 30
+        units = -(-documents // params.negative_pool_size)  # the last one shorter, not single
+        assert len(shard_files(tmp_path / split)) == units, "one shard per work unit"
     train = metrics["train"]
     assert 0.12 < train["masked_fraction"] < 0.16
     assert abs(train["masked_as_mask_ratio"] - 0.8) < 0.03
@@ -378,7 +380,7 @@ def test_stage_writes_examples_then_a_bad_input_fails_in_one_line_leaving_them_i
     project, tmp_path
 ):
     copy = broken_copy(project, tmp_path)
-    section = {"negative_pool_size": 64, "num_proc": 2, "dupe_factor": 1, "rows_per_shard": 500}
+    section = {"negative_pool_size": 64, "num_proc": 2, "dupe_factor": 1}
     (copy / "params.yaml").write_text(yaml.safe_dump({"examples": section}))
     first = run_stage(copy)
     assert first.returncode == 0, first.stderr

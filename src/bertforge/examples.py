@@ -23,11 +23,12 @@ masking of ``masking: dynamic``, which the pretrain stage applies at training ti
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import multiprocessing
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from bertforge.errors import BertforgeError
 from bertforge.params import require
 from bertforge.schemas import examples_arrow_schema, examples_schema, id_dtype_name, validate
-from bertforge.shards import ShardWriter, count_rows, iter_batches
+from bertforge.shards import count_rows, iter_batches, write_shard
 from bertforge.vocab import (
     BERT_SPECIAL_TOKENS,
     CONTINUING_SUBWORD_PREFIX,
@@ -56,8 +57,7 @@ EXAMPLES_PARQUET_OPTIONS = {
     "compression_level": 1,
     "use_dictionary": False,
     "use_byte_stream_split": [
-        f"{column}.list.element"
-        for column in ("input_ids", "masked_lm_positions", "masked_lm_ids")
+        f"{column}.list.element" for column in ("input_ids", "masked_lm_positions", "masked_lm_ids")
     ],
 }
 """Token ids compress best split into byte streams, not dictionary-encoded: zstd level 1 this
@@ -81,7 +81,6 @@ class ExamplesParams:
     random_seed: int = 12345
     negative_pool_size: int = 1000
     num_proc: int = 2
-    rows_per_shard: int = 20000
 
     def __post_init__(self) -> None:
         require(8 <= self.max_seq_length <= 32767, "max_seq_length", "must be in [8, 32767]",
@@ -101,8 +100,6 @@ class ExamplesParams:
         require(self.negative_pool_size >= 2, "negative_pool_size", "must be at least 2",
                 self.negative_pool_size)  # fmt: skip
         require(self.num_proc >= 1, "num_proc", "must be at least 1", self.num_proc)
-        require(self.rows_per_shard >= 1, "rows_per_shard", "must be at least 1",
-                self.rows_per_shard)  # fmt: skip
 
     @property
     def max_num_tokens(self) -> int:
@@ -162,8 +159,8 @@ class TokenizedUnit:
     """
 
     token_ids: np.ndarray
-    sentence_starts: list[int]
-    document_sentences: list[tuple[int, int]]
+    sentence_starts: np.ndarray | list[int]
+    document_sentences: np.ndarray | list[tuple[int, int]]
 
     @property
     def num_documents(self) -> int:
@@ -372,11 +369,11 @@ def tokenize_unit(tokenizer: SentenceTokenizer, documents: pa.ListArray) -> Toke
     kept = lengths > 0
     sentences_per_document = np.bincount(document_of_sentence[kept], minlength=len(documents))
     sentences_per_document = sentences_per_document[sentences_per_document > 0]
-    document_ends = np.cumsum(sentences_per_document).tolist()
+    document_ends = np.cumsum(sentences_per_document)
     return TokenizedUnit(
         token_ids=token_ids,
-        sentence_starts=[0, *np.cumsum(lengths[kept]).tolist()],
-        document_sentences=list(zip([0, *document_ends[:-1]], document_ends, strict=True)),
+        sentence_starts=np.concatenate([[0], np.cumsum(lengths[kept])]),
+        document_sentences=np.stack([document_ends - sentences_per_document, document_ends], 1),
     )
 
 
@@ -868,6 +865,22 @@ class UnitSettings:
     params: ExamplesParams
     tokenizer: TokenizerInfo
     dupe_factors: tuple[int, ...]  # per split
+    output: Path | None = None  # where the shards go: output/<split>/part-<unit>.parquet
+    ingested: Path | None = None  # where the documents come from: ingested/<split>
+
+    def contract(self) -> Any:
+        """The pandera contract every shard is checked against before it is written."""
+        special = self.tokenizer.special_ids
+        return examples_schema(
+            vocab_size=self.tokenizer.vocab_size,
+            cls_id=special["[CLS]"],
+            sep_id=special["[SEP]"],
+            max_seq_length=self.params.max_seq_length,
+            max_predictions_per_seq=self.params.max_predictions_per_seq,
+            nsp=self.params.nsp,
+            masking=self.params.masking,
+            whole_word_mask=self.params.whole_word_mask,
+        )
 
     def masking_rule(self) -> MaskingRule:
         return MaskingRule.create(
@@ -909,10 +922,10 @@ def create_unit_instances(
 
 @dataclass
 class UnitResult:
-    """What a worker sends back: the unit's instances and the counts behind the metrics."""
+    """What a worker sends back once the unit's shard is written: the counts behind the
+    metrics."""
 
     split_index: int
-    instances: InstanceBatch
     counts: dict[str, int]
     documents: int
 
@@ -922,32 +935,53 @@ class _Worker:
 
     settings: UnitSettings | None = None
     tokenizer: SentenceTokenizer | None = None
+    contract: Any = None
+    shared: Any = None  # counters shared by all the processes: next unit, documents done
 
 
-def _start_worker(settings: UnitSettings) -> None:
+def _start_worker(settings: UnitSettings, shared: Any) -> None:
+    """Load what a process needs to make units; a forked worker finds it already loaded."""
+    if _Worker.settings is settings and _Worker.shared is shared:
+        return
     # num_proc is the parallelism: keep the Rust tokenizer on this process's one core
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _Worker.settings = settings
+    _Worker.shared = shared
     _Worker.tokenizer = SentenceTokenizer(
         load_tokenizer(settings.tokenizer.directory), settings.tokenizer.id_dtype
     )
+    _Worker.contract = settings.contract()
+
+
+def unit_shard(split: str, unit_index: int) -> str:
+    """The shard of a unit, relative to data/examples: one shard per unit, in unit order."""
+    return f"{split}/part-{unit_index:05d}.parquet"
 
 
 def process_unit(unit: WorkUnit) -> UnitResult:
-    """Tokenize a unit and create its instances, in a started worker."""
+    """Tokenize a unit, create its instances and write them as its shard, in a started worker."""
     settings = _Worker.settings
-    if settings is None:
+    if settings is None or settings.output is None:
         raise RuntimeError("process_unit runs in a worker started by _start_worker")
     tokenized = tokenize_unit(_Worker.tokenizer, unit.documents)
     rng = unit_generator(settings.params.random_seed, unit.split_index, unit.unit_index)
+    split = SPLITS[unit.split_index]
     where = (
-        f"data/ingested/{SPLITS[unit.split_index]} documents {unit.first_document}"
+        f"data/ingested/{split} documents {unit.first_document}"
         f"-{unit.first_document + len(unit.documents) - 1}"
     )
     dupe_factor = settings.dupe_factors[unit.split_index]
     instances = create_unit_instances(tokenized, settings, dupe_factor, rng, where)
+    shard = unit_shard(split, unit.unit_index)
+    write_shard(
+        instances.to_arrow(examples_arrow_schema(settings.tokenizer.vocab_size)),
+        settings.output / shard,
+        validate=lambda frame: validate(_Worker.contract, frame, f"data/examples/{shard}"),
+        arrow_lists=True,
+        parquet_options=EXAMPLES_PARQUET_OPTIONS,
+    )
     counts = instance_statistics(instances, settings.tokenizer.special_ids["[MASK]"])
-    return UnitResult(unit.split_index, instances, counts, len(unit.documents))
+    return UnitResult(unit.split_index, counts, len(unit.documents))
 
 
 def instance_statistics(instances: InstanceBatch, mask_id: int) -> dict[str, int]:
@@ -999,6 +1033,9 @@ def _document_runs(document_batches: Iterable[pa.ListArray], size: int) -> Itera
     pending: list[pa.ListArray] = []
     count = 0
     for batch in document_batches:
+        if count == 0 and len(batch) == size and batch.offset == 0:
+            yield batch  # already a unit of its own
+            continue
         pending.append(batch)
         count += len(batch)
         while count >= size:
@@ -1015,46 +1052,76 @@ def iter_documents(split_dir: Path, batch_size: int = 1024) -> Iterator[pa.ListA
         yield batch.column(0)
 
 
-def _ordered_parallel_map(
-    function: Callable[[Any], Any], tasks: Iterable[Any], pool: Any, in_flight: int
-) -> Iterator[Any]:
-    """``pool.imap`` with at most `in_flight` tasks read ahead (imap reads its input eagerly)."""
-    pending: deque = deque()
-    for task in tasks:
-        pending.append(pool.apply_async(function, (task,)))
-        if len(pending) >= in_flight:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
+def iter_units(ingested: Path, unit_size: int) -> Iterator[WorkUnit]:
+    """The work units of both splits, train then held-out: one stream, so that no process
+    waits at the boundary."""
+    return itertools.chain.from_iterable(
+        iter_work_units(
+            # batches of a unit's size: most units are one batch, decoded compact, not copied
+            iter_documents(ingested / split, unit_size),
+            index,
+            unit_size,
+        )
+        for index, split in enumerate(SPLITS)
+    )
 
 
-class _Done:
-    """A finished task, for the in-process path."""
+def process_share(on_unit: Callable[[], None] | None = None) -> dict[str, Counter[str]]:
+    """One process's share of the units, in a started worker; returns the counts behind the
+    metrics, per split.
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    Every process reads the documents itself and takes the next unit nobody has claimed (a
+    shared counter), skipping the others: decoding them is a few percent of the work, and
+    nothing but counts crosses between processes — no document or instance goes through a
+    pipe, and each process writes its own shards.
+    """
+    settings, shared = _Worker.settings, _Worker.shared
+    if settings is None or settings.ingested is None:
+        raise RuntimeError("process_share runs in a worker started by _start_worker")
+    totals: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+    claimed = _claim_unit(shared)
+    for number, unit in enumerate(
+        iter_units(settings.ingested, settings.params.negative_pool_size)
+    ):
+        if number != claimed:
+            continue
+        result = process_unit(unit)
+        totals[SPLITS[result.split_index]].update(result.counts)
+        with shared.get_lock():
+            shared[1] += result.documents
+        if on_unit is not None:
+            on_unit()
+        claimed = _claim_unit(shared)
+    return totals
 
-    def get(self) -> Any:
-        return self.value
 
-
-class _InProcessPool:
-    """The ``num_proc: 1`` path: the same unit function, run in this process."""
-
-    def apply_async(self, function: Callable[[Any], Any], args: tuple) -> _Done:
-        return _Done(function(*args))
+def _claim_unit(shared: Any) -> int:
+    with shared.get_lock():
+        shared[0] += 1
+        return shared[0] - 1
 
 
 @contextmanager
-def _worker_pool(settings: UnitSettings) -> Iterator[Any]:
-    """`num_proc` started workers, or this process itself when `num_proc` is 1."""
-    if settings.params.num_proc == 1:
-        _start_worker(settings)
-        yield _InProcessPool()
+def _one_arrow_thread() -> Iterator[None]:
+    """num_proc is the parallelism: Arrow's own thread pool (decoding, casting) would put more
+    threads than cores to work, so each process keeps to one thread while examples run."""
+    threads = pa.cpu_count()
+    pa.set_cpu_count(1)
+    try:
+        yield
+    finally:
+        pa.set_cpu_count(threads)
+
+
+@contextmanager
+def _helper_pool(settings: UnitSettings, shared: Any, helpers: int) -> Iterator[Any]:
+    """`helpers` started worker processes besides this one (None for none)."""
+    if helpers == 0:
+        yield None
         return
-    pool = multiprocessing.Pool(
-        settings.params.num_proc, initializer=_start_worker, initargs=(settings,)
-    )
+    gc.freeze()  # forked workers share the parent's objects: the collector would copy them all
+    pool = multiprocessing.Pool(helpers, initializer=_start_worker, initargs=(settings, shared))
+    gc.unfreeze()
     try:
         yield pool
         pool.close()
@@ -1104,46 +1171,32 @@ def write_examples(
 ) -> dict[str, dict[str, float]]:
     """Write every split's instances and meta.json into `output`; return the metrics per split."""
     output = Path(output)
-    settings = UnitSettings(params, inputs.tokenizer, dupe_factors(params))
-    special = inputs.tokenizer.special_ids
-    schema = examples_schema(
-        vocab_size=inputs.tokenizer.vocab_size,
-        cls_id=special["[CLS]"],
-        sep_id=special["[SEP]"],
-        max_seq_length=params.max_seq_length,
-        max_predictions_per_seq=params.max_predictions_per_seq,
-        nsp=params.nsp,
-        masking=params.masking,
-        whole_word_mask=params.whole_word_mask,
-    )
-    writers = {
-        split: ShardWriter(
-            output / split,
-            examples_arrow_schema(inputs.tokenizer.vocab_size),
-            params.rows_per_shard,
-            validate=lambda frame, where=f"data/examples/{split}": validate(schema, frame, where),
-            arrow_lists=True,
-            parquet_options=EXAMPLES_PARQUET_OPTIONS,
-        )
-        for split in SPLITS
-    }
-    # one stream of units for both splits, so that no worker waits at the boundary
-    units = itertools.chain.from_iterable(
-        iter_work_units(iter_documents(inputs.ingested / split), index, params.negative_pool_size)
-        for index, split in enumerate(SPLITS)
-    )
-    totals: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+    settings = UnitSettings(params, inputs.tokenizer, dupe_factors(params), output, inputs.ingested)
+    for split in SPLITS:
+        (output / split).mkdir(parents=True, exist_ok=True)
+    shared = multiprocessing.Array("q", 2)  # the next unit to claim, the documents done
+    _start_worker(settings, shared)  # this process takes a share too; forked helpers inherit it
     progress_bar = tqdm(
         total=sum(inputs.documents.values()), desc="examples", unit="doc", disable=not progress
     )
-    with _worker_pool(settings) as pool, progress_bar:
-        for result in _ordered_parallel_map(process_unit, units, pool, 2 * params.num_proc):
-            split = SPLITS[result.split_index]
-            writers[split].write_table(result.instances.to_arrow(writers[split].schema))
-            totals[split].update(result.counts)
-            progress_bar.update(result.documents)
-    for writer in writers.values():
-        writer.close()
+
+    def show_progress() -> None:
+        progress_bar.update(shared[1] - progress_bar.n)
+
+    with (
+        progress_bar,
+        _one_arrow_thread(),
+        _helper_pool(settings, shared, params.num_proc - 1) as pool,
+    ):
+        shares = [pool.apply_async(process_share) for _ in range(params.num_proc - 1)]
+        counts = [process_share(on_unit=show_progress)]
+        for share in shares:
+            while not share.ready():
+                share.wait(0.2)
+                show_progress()
+            counts.append(share.get())
+        show_progress()
+    totals = {split: sum((share[split] for share in counts), Counter()) for split in SPLITS}
     metrics = {split: split_metrics(totals[split], params) for split in SPLITS}
     write_meta(output / "meta.json", inputs, params, metrics)
     return metrics

@@ -75,13 +75,24 @@ class ShardWriter:
         self._pending, self._pending_rows = [], 0
 
     def _flush(self, table: pa.Table) -> None:
-        table = table.combine_chunks()
-        if self.validate is not None:
-            self.validate(table.to_pandas(types_mapper=_arrow_lists if self.arrow_lists else None))
         path = self.directory / f"part-{self.shards_written:05d}.parquet"
-        pq.write_table(table, path, **self.parquet_options)
+        write_shard(table, path, self.validate, self.arrow_lists, self.parquet_options)
         self.shards_written += 1
         self.rows_written += len(table)
+
+
+def write_shard(
+    table: pa.Table,
+    path: Path,
+    validate: Callable[[pd.DataFrame], None] | None = None,
+    arrow_lists: bool = False,
+    parquet_options: dict | None = None,
+) -> None:
+    """Validate `table` (see `ShardWriter`), then write it as one shard at `path`."""
+    table = table.combine_chunks()
+    if validate is not None:
+        validate(table.to_pandas(types_mapper=_arrow_lists if arrow_lists else None))
+    pq.write_table(table, path, **(PARQUET_OPTIONS | (parquet_options or {})))
 
 
 def _arrow_lists(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
