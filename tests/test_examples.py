@@ -229,7 +229,9 @@ def test_truncation_takes_from_the_longer_segment_b_on_ties_like_the_original_lo
         a_start, a_start + length_a, b_start, b_start + length_b, 30, np.random.default_rng(5)
     )
     a_start, a_end, b_start, b_end = (np.asarray(s).tolist() for s in spans)
-    for i, (before_a, before_b) in enumerate(zip(length_a.tolist(), length_b.tolist())):
+    for i, (before_a, before_b) in enumerate(
+        zip(length_a.tolist(), length_b.tolist(), strict=True)
+    ):
         after = (a_end[i] - a_start[i], b_end[i] - b_start[i])
         assert after == truncate_one_token_at_a_time(before_a, before_b, 30)
         assert 100 <= a_start[i] <= a_end[i] <= 100 + before_a

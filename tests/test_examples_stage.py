@@ -164,7 +164,9 @@ TRICKY_SENTENCES = [
 def test_sentence_tokenizer_gives_the_ids_of_whole_sentence_encoding(project, tmp_path, lowercase):
     directory = project / "data/tokenizer"
     if not lowercase:
-        directory = build_vocab(tmp_path / "cased", project / "data/ingested/train", lowercase=False)
+        directory = build_vocab(
+            tmp_path / "cased", project / "data/ingested/train", lowercase=False
+        )
     tokenizer = load_tokenizer(directory)
     sentences = TRICKY_SENTENCES + [s for d in fixture_documents(50, seed=5) for s in d]
     expected = [e.ids for e in tokenizer.encode_batch(sentences, add_special_tokens=False)]
