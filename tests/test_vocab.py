@@ -28,7 +28,7 @@ from reference_bert_tokenizer import (
     FullTokenizer,
     is_chinese_char,
 )
-from tokenizers import normalizers
+from tokenizers import Tokenizer, models, normalizers
 
 from bertforge.errors import BertforgeError
 from bertforge.io import hash_path
@@ -46,6 +46,7 @@ from bertforge.vocab import (
     special_token_ids,
     train_tokenizer,
     vocab_digest,
+    vocab_tokens,
     write_tokenizer,
 )
 
@@ -798,3 +799,20 @@ def test_stage_failure_is_one_line_exit_2_and_leaves_previous_tokenizer_intact(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert hash_path(previous) == before
+
+
+@pytest.mark.parametrize(
+    ("vocab", "expected"),
+    [
+        ({"[UNK]": 0, "b": 2, "a": 1}, ["[UNK]", "a", "b"]),
+        ({"[UNK]": 0, "a": 2}, None),  # a gap at id 1
+        ({"[UNK]": 1, "a": 2}, None),  # not from 0
+    ],
+)
+def test_vocab_tokens_lists_the_vocabulary_in_id_order_and_refuses_gaps(vocab, expected):
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    if expected is None:
+        with pytest.raises(BertforgeError, match="not contiguous from 0"):
+            vocab_tokens(tokenizer)
+    else:
+        assert vocab_tokens(tokenizer) == expected

@@ -1102,15 +1102,20 @@ def _claim_unit(shared: Any) -> int:
 
 
 @contextmanager
-def _one_arrow_thread() -> Iterator[None]:
-    """num_proc is the parallelism: Arrow's own thread pool (decoding, casting) would put more
-    threads than cores to work, so each process keeps to one thread while examples run."""
-    threads = pa.cpu_count()
+def _lean_processes() -> Iterator[None]:
+    """While examples run (forked helpers inherit it): one Arrow thread per process, since
+    `num_proc` is the parallelism and Arrow's own pool would put more threads than cores to
+    work; and no cyclic garbage collection, since the work makes no reference cycles and a full
+    collection would walk every piece of the word memo."""
+    threads, collecting = pa.cpu_count(), gc.isenabled()
     pa.set_cpu_count(1)
+    gc.disable()
     try:
         yield
     finally:
         pa.set_cpu_count(threads)
+        if collecting:
+            gc.enable()
 
 
 @contextmanager
@@ -1119,9 +1124,7 @@ def _helper_pool(settings: UnitSettings, shared: Any, helpers: int) -> Iterator[
     if helpers == 0:
         yield None
         return
-    gc.freeze()  # forked workers share the parent's objects: the collector would copy them all
     pool = multiprocessing.Pool(helpers, initializer=_start_worker, initargs=(settings, shared))
-    gc.unfreeze()
     try:
         yield pool
         pool.close()
@@ -1185,7 +1188,7 @@ def write_examples(
 
     with (
         progress_bar,
-        _one_arrow_thread(),
+        _lean_processes(),
         _helper_pool(settings, shared, params.num_proc - 1) as pool,
     ):
         shares = [pool.apply_async(process_share) for _ in range(params.num_proc - 1)]

@@ -465,10 +465,13 @@ def train_tokenizer(train_dir: Path, params: VocabParams) -> Tokenizer:
 
 def vocab_tokens(tokenizer: Tokenizer) -> list[str]:
     """The vocabulary in id order; ids must be 0..n-1 without gaps."""
-    by_id = sorted(tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
-    if [index for _, index in by_id] != list(range(len(by_id))):
-        raise BertforgeError("tokenizer vocabulary ids are not contiguous from 0")
-    return [token for token, _ in by_id]
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    tokens: list[str | None] = [None] * len(vocab)
+    for token, index in vocab.items():
+        if not 0 <= index < len(tokens) or tokens[index] is not None:
+            raise BertforgeError("tokenizer vocabulary ids are not contiguous from 0")
+        tokens[index] = token
+    return tokens  # every slot filled: as many distinct ids in range as slots
 
 
 def transformers_config(params: VocabParams) -> dict[str, Any]:
