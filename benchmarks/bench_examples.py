@@ -168,7 +168,7 @@ def main() -> None:
         default=None,
         help="train documents for the baseline-vs-ours rows (default all; 0: skip them)",
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs of ours on 1x (fastest shown)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of ours on 1x (fastest shown)")
     parser.add_argument(
         "--repeats",
         type=int,

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bertforge.errors import BertforgeError
@@ -21,6 +22,7 @@ from bertforge.examples import (
     IGNORE_INDEX,
     ExamplesParams,
     MaskingRule,
+    SplitDocuments,
     TokenizedUnit,
     TokenizerInfo,
     UnitSettings,
@@ -28,9 +30,9 @@ from bertforge.examples import (
     create_instances_from_documents,
     create_masked_lm_predictions,
     create_unit_instances,
-    iter_work_units,
     mask_batch,
     truncate_seq_pair,
+    unit_ranges,
 )
 from bertforge.params import parse
 from bertforge.schemas import examples_schema, validate
@@ -330,22 +332,30 @@ def test_without_nsp_instances_are_whole_sentences_of_one_document_covering_it_o
             assert next_end - start > 126
 
 
-def test_iter_work_units_cuts_fixed_units_and_merges_a_single_trailing_document():
-    documents = [[f"document {i}."] for i in range(9)]
-
-    def unit_sizes(count: int, unit_size: int, batch_size: int = 2) -> list[int]:
-        batches = [pa.array(documents[i : min(i + batch_size, count)])
-                   for i in range(0, count, batch_size)]  # fmt: skip
-        return [len(unit.documents) for unit in iter_work_units(batches, 0, unit_size)]
+def test_unit_ranges_cut_fixed_units_and_merge_a_single_trailing_document():
+    def unit_sizes(documents: int, unit_size: int) -> list[int]:
+        ranges = unit_ranges(documents, unit_size)
+        assert ranges[0][0] == 0 and ranges[-1][1] == documents
+        assert all(end == start for (_, end), (start, _) in itertools.pairwise(ranges))
+        return [end - start for start, end in ranges]
 
     assert unit_sizes(7, 3) == [3, 4]
     assert unit_sizes(8, 3) == [3, 3, 2]
     assert unit_sizes(8, 2) == [2, 2, 2, 2]
-    assert unit_sizes(9, 2, batch_size=4) == [2, 2, 2, 3]
+    assert unit_sizes(9, 2) == [2, 2, 2, 3]
     assert unit_sizes(1, 5) == [1]
-    units = list(iter_work_units([pa.array(documents)], 1, 4))
-    assert [u.unit_index for u in units] == [0, 1] and [u.first_document for u in units] == [0, 4]
-    assert units[1].documents.to_pylist() == documents[4:]
+    assert unit_sizes(5, 5) == [5]
+
+
+def test_split_documents_reads_any_range_across_shards_and_row_groups(tmp_path):
+    documents = [[f"document {i}.", f"sentence {i}b."] for i in range(23)]
+    for shard, (start, end) in enumerate([(0, 10), (10, 17), (17, 23)]):
+        table = pa.table({"sentences": pa.array(documents[start:end])})
+        pq.write_table(table, tmp_path / f"part-{shard:05d}.parquet", row_group_size=4)
+    split = SplitDocuments(tmp_path)
+    assert split.documents == 23 and len(split.row_groups) == 3 + 2 + 2
+    for start, end in [(0, 23), (0, 1), (3, 9), (9, 18), (16, 17), (22, 23), (5, 5)]:
+        assert split.read(start, end).to_pylist() == documents[start:end]
 
 
 def test_unit_with_a_single_document_cannot_draw_nsp_negatives():

@@ -61,6 +61,9 @@ SENTENCE_SPLITTER = "sentencex"  # chosen in benchmarks/bench_sentence_splitters
 BATCH_DOCUMENTS = 512
 BATCH_CHARACTERS = 4_000_000
 READ_BLOCK_BYTES = 1 << 20
+ROW_GROUP_DOCUMENTS = 1000
+"""Documents per Parquet row group of data/ingested: a reader can decode a range of documents
+(the examples stage's work units, 1,000 documents by default) without their neighbours."""
 
 
 # --- params ------------------------------------------------------------------------------------
@@ -819,6 +822,7 @@ def ingest(
             DOCUMENT_ARROW_SCHEMA,
             params.rows_per_shard,
             validate=functools.partial(validate, DOCUMENTS, where=str(output_dir / side)),
+            parquet_options={"row_group_size": ROW_GROUP_DOCUMENTS},
         )
         for side in ("train", "heldout")
     }

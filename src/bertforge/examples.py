@@ -38,12 +38,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
 from bertforge.params import require
 from bertforge.schemas import examples_arrow_schema, examples_schema, id_dtype_name, validate
-from bertforge.shards import count_rows, iter_batches, write_shard
+from bertforge.shards import count_rows, shard_files, write_shard
 from bertforge.vocab import (
     BERT_SPECIAL_TOKENS,
     CONTINUING_SUBWORD_PREFIX,
@@ -1005,93 +1006,76 @@ def instance_statistics(instances: InstanceBatch, mask_id: int) -> dict[str, int
     }
 
 
-def iter_work_units(
-    document_batches: Iterable[pa.ListArray], split_index: int, unit_size: int
-) -> Iterator[WorkUnit]:
-    """Cut a stream of documents into units of `unit_size`; a last unit of one is merged back.
-
-    A unit needs two documents to draw NSP negatives, so a single trailing document joins the
-    unit before it. Which documents form a unit depends only on the stream, never on workers.
-    """
-    runs = _document_runs(document_batches, unit_size)
-    previous = next(runs, None)
-    unit_index = first_document = 0
-    for run in runs:
-        if len(run) == 1:  # only the last run can be shorter than unit_size >= 2
-            previous = pa.concat_arrays([previous, run])
-            continue
-        yield WorkUnit(split_index, unit_index, first_document, previous)
-        unit_index, first_document = unit_index + 1, first_document + len(previous)
-        previous = run
-    if previous is not None:
-        yield WorkUnit(split_index, unit_index, first_document, previous)
+def unit_ranges(documents: int, unit_size: int) -> list[tuple[int, int]]:
+    """The work units of a split of `documents` documents, as ``[start, end)`` document ranges:
+    `unit_size` each, the last one shorter; a last unit of a single document joins the one
+    before it (a unit needs two documents to draw NSP negatives). They depend only on the
+    number of documents, never on the processes."""
+    starts = list(range(0, documents, unit_size))
+    ends = [*starts[1:], documents]
+    if len(starts) > 1 and ends[-1] - starts[-1] == 1:
+        starts.pop()
+        ends[-2:] = [documents]
+    return list(zip(starts, ends, strict=True))
 
 
-def _document_runs(document_batches: Iterable[pa.ListArray], size: int) -> Iterator[pa.ListArray]:
-    """Runs of `size` documents (the last one shorter), each a compact array of its own: a
-    slice would carry its whole batch along when pickled to a worker."""
-    pending: list[pa.ListArray] = []
-    count = 0
-    for batch in document_batches:
-        if count == 0 and len(batch) == size and batch.offset == 0:
-            yield batch  # already a unit of its own
-            continue
-        pending.append(batch)
-        count += len(batch)
-        while count >= size:
-            documents = pa.concat_arrays(pending)
-            yield pa.concat_arrays([documents[:size]])
-            pending, count = [documents[size:]], count - size
-    if count:
-        yield pa.concat_arrays(pending)
+class SplitDocuments:
+    """The documents of an ingested split, read by index: ``read(start, end)`` decodes only the
+    Parquet row groups that hold them (ingest writes row groups of
+    `bertforge.corpus.ROW_GROUP_DOCUMENTS` documents). Built from the shards' metadata alone."""
 
+    def __init__(self, split_dir: Path) -> None:
+        self.row_groups: list[tuple[Path, int, int, int]] = []  # shard, index, first doc, rows
+        first = 0
+        for path in shard_files(split_dir):
+            metadata = pq.ParquetFile(path).metadata
+            for index in range(metadata.num_row_groups):
+                rows = metadata.row_group(index).num_rows
+                self.row_groups.append((path, index, first, rows))
+                first += rows
+        self.documents = first
 
-def iter_documents(split_dir: Path, batch_size: int = 1024) -> Iterator[pa.ListArray]:
-    """The sentences of an ingested split's documents, streamed in order, a batch at a time."""
-    for batch in iter_batches(split_dir, columns=["sentences"], batch_size=batch_size):
-        yield batch.column(0)
-
-
-def iter_units(ingested: Path, unit_size: int) -> Iterator[WorkUnit]:
-    """The work units of both splits, train then held-out: one stream, so that no process
-    waits at the boundary."""
-    return itertools.chain.from_iterable(
-        iter_work_units(
-            # batches of a unit's size: most units are one batch, decoded compact, not copied
-            iter_documents(ingested / split, unit_size),
-            index,
-            unit_size,
-        )
-        for index, split in enumerate(SPLITS)
-    )
+    def read(self, start: int, end: int) -> pa.ListArray:
+        """The sentences of documents ``[start, end)``, as one compact array."""
+        chunks: list[pa.Array] = []
+        for path, index, first, rows in self.row_groups:
+            if first + rows <= start or first >= end:
+                continue
+            table = pq.ParquetFile(path).read_row_group(index, columns=["sentences"])
+            low, high = max(start - first, 0), min(end - first, rows)
+            chunks.extend(table.column(0).slice(low, high - low).chunks)
+        return pa.concat_arrays(chunks) if chunks else pa.array([], pa.list_(pa.string()))
 
 
 def process_share(on_unit: Callable[[], None] | None = None) -> dict[str, Counter[str]]:
     """One process's share of the units, in a started worker; returns the counts behind the
     metrics, per split.
 
-    Every process reads the documents itself and takes the next unit nobody has claimed (a
-    shared counter), skipping the others: decoding them is a few percent of the work, and
-    nothing but counts crosses between processes — no document or instance goes through a
-    pipe, and each process writes its own shards.
+    Every process takes the next unit nobody has claimed (a counter in shared memory), reads
+    that unit's documents itself and writes its shard itself: nothing but counts crosses
+    between processes, and a faster process simply takes more units.
     """
     settings, shared = _Worker.settings, _Worker.shared
     if settings is None or settings.ingested is None:
         raise RuntimeError("process_share runs in a worker started by _start_worker")
+    splits = [SplitDocuments(settings.ingested / split) for split in SPLITS]
+    units = [
+        (split_index, unit_index, start, end)
+        for split_index, documents in enumerate(splits)
+        for unit_index, (start, end) in enumerate(
+            unit_ranges(documents.documents, settings.params.negative_pool_size)
+        )
+    ]
     totals: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
-    claimed = _claim_unit(shared)
-    for number, unit in enumerate(
-        iter_units(settings.ingested, settings.params.negative_pool_size)
-    ):
-        if number != claimed:
-            continue
+    while (claimed := _claim_unit(shared)) < len(units):
+        split_index, unit_index, start, end = units[claimed]
+        unit = WorkUnit(split_index, unit_index, start, splits[split_index].read(start, end))
         result = process_unit(unit)
         totals[SPLITS[result.split_index]].update(result.counts)
         with shared.get_lock():
             shared[1] += result.documents
         if on_unit is not None:
             on_unit()
-        claimed = _claim_unit(shared)
     return totals
 
 
