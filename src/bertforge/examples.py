@@ -1,20 +1,21 @@
 """MLM/NSP pretraining instances, as google-research/bert ``create_pretraining_data.py`` makes them.
 
-The algorithm keeps the original's steps and names — `create_instances_from_document(s)`,
-`truncate_seq_pair`, `create_masked_lm_predictions` — and their rules (see docs/examples.md).
-What changes is how the work is organised, so that it streams, runs on several processes and
-gives the same bytes whatever their number:
+The algorithm keeps the original's steps and names — `create_instances_from_documents` (its
+per-document loop), `truncate_seq_pair`, `create_masked_lm_predictions` — and their rules (see
+docs/examples.md). What changes is how the work is organised, so that it streams, runs on several
+processes and gives the same bytes whatever their number:
 
-* The documents of a split are cut, in stream order, into fixed **work units** of
-  `negative_pool_size` documents. A unit is tokenized at once (``encode_batch``), turned into
-  instances by one worker with its own generator seeded from ``(random_seed, split, unit index)``,
-  and the results are written in unit order. Memory is bounded by a few units, whatever the size
-  of the corpus.
+* The documents of a split are cut, in order, into fixed **work units** of `negative_pool_size`
+  documents (`unit_ranges`). A process claims a unit, reads its documents (`SplitDocuments`),
+  tokenizes them at once (`SentenceTokenizer`), makes the unit's instances with the unit's own
+  generator, seeded from ``(random_seed, split, unit index)``, and writes them as the unit's own
+  shard. Memory is bounded by a unit per process, whatever the size of the corpus.
 * A random-next segment B (NSP label 1) is drawn from **another document of the same unit**: the
   unit is the negative pool. The original draws from the whole corpus, which it holds in memory.
-* Inside a step, instances are index arithmetic on the unit's flat token array: a segment is a
-  ``(start, end)`` span, truncation moves the span's ends, and instances are assembled and masked
-  for the whole unit at once with numpy.
+* Instances are index arithmetic on the unit's flat token array: a segment is a ``(start, end)``
+  span, truncation moves the span's ends, every step of the per-document loop runs for all the
+  documents of the unit at once, and instances are assembled and masked for the whole unit with
+  numpy.
 
 `create_masked_lm_predictions` (one sequence) and `mask_batch` (a padded batch) are also the
 masking of ``masking: dynamic``, which the pretrain stage applies at training time;
