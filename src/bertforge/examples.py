@@ -1036,6 +1036,7 @@ class SplitDocuments:
                 self.row_groups.append((path, index, first, rows))
                 first += rows
         self.documents = first
+        self._last: tuple[tuple[Path, int], pa.ChunkedArray] | None = None
 
     def read(self, start: int, end: int) -> pa.ListArray:
         """The sentences of documents ``[start, end)``, as one compact array."""
@@ -1043,10 +1044,17 @@ class SplitDocuments:
         for path, index, first, rows in self.row_groups:
             if first + rows <= start or first >= end:
                 continue
-            table = pq.ParquetFile(path).read_row_group(index, columns=["sentences"])
             low, high = max(start - first, 0), min(end - first, rows)
-            chunks.extend(table.column(0).slice(low, high - low).chunks)
+            chunks.extend(self._row_group(path, index).slice(low, high - low).chunks)
         return pa.concat_arrays(chunks) if chunks else pa.array([], pa.list_(pa.string()))
+
+    def _row_group(self, path: Path, index: int) -> pa.ChunkedArray:
+        """A row group's sentences; the last one read is kept, for units smaller than a row
+        group (a smaller `negative_pool_size`, or shards from an older ingest)."""
+        if self._last is None or self._last[0] != (path, index):
+            table = pq.ParquetFile(path).read_row_group(index, columns=["sentences"])
+            self._last = ((path, index), table.column(0))
+        return self._last[1]
 
 
 def process_share(on_unit: Callable[[], None] | None = None) -> dict[str, Counter[str]]:
