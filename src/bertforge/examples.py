@@ -1116,8 +1116,8 @@ def _lean_processes() -> Iterator[None]:
 
 def _reuse_freed_memory() -> None:
     """glibc hands big freed blocks back to the OS at once (mmap, trimming), so each unit's
-    numpy temporaries fault their pages in afresh, in every process — a fifth of the CPU time
-    with two processes. Keep them for reuse instead: blocks up to 64 MB come from the heap,
+    numpy temporaries fault their pages in afresh, in every process — up to a fifth of the CPU
+    time with two processes. Keep them for reuse instead: blocks up to 64 MB come from the heap,
     which keeps up to 256 MB free. Elsewhere than glibc, nothing to tune."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
