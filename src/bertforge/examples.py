@@ -939,6 +939,7 @@ class _Worker:
     settings: UnitSettings | None = None
     tokenizer: SentenceTokenizer | None = None
     contract: Any = None
+    arrow_schema: pa.Schema | None = None
     shared: Any = None  # counters shared by all the processes: next unit, documents done
 
 
@@ -954,6 +955,7 @@ def _start_worker(settings: UnitSettings, shared: Any) -> None:
         load_tokenizer(settings.tokenizer.directory), settings.tokenizer.id_dtype
     )
     _Worker.contract = settings.contract()
+    _Worker.arrow_schema = examples_arrow_schema(settings.tokenizer.vocab_size)
 
 
 def unit_shard(split: str, unit_index: int) -> str:
@@ -977,7 +979,7 @@ def process_unit(unit: WorkUnit) -> UnitResult:
     instances = create_unit_instances(tokenized, settings, dupe_factor, rng, where)
     shard = unit_shard(split, unit.unit_index)
     write_shard(
-        instances.to_arrow(examples_arrow_schema(settings.tokenizer.vocab_size)),
+        instances.to_arrow(_Worker.arrow_schema),
         settings.output / shard,
         validate=lambda frame: validate(_Worker.contract, frame, f"data/examples/{shard}"),
         arrow_lists=True,

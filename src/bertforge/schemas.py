@@ -96,7 +96,7 @@ class _Ragged:
     """A column of arrays flattened once, so row rules are numpy expressions, not Python loops.
 
     The column holds either arrays (object dtype) or Arrow lists (`pd.ArrowDtype`, as
-    `bertforge.shards.ShardWriter` hands them over with ``arrow_lists``: no copy per row).
+    `bertforge.shards.write_shard` hands them over with ``arrow_lists``: no copy per row).
     """
 
     def __init__(self, column: pd.Series) -> None:

@@ -1,7 +1,8 @@
 """Parquet shards: how every stage writes and reads its row data.
 
 A split is a directory of ``part-00000.parquet``, ``part-00001.parquet``, … written in order, each
-holding at most `rows_per_shard` rows. Every shard is validated against its pandera contract
+holding at most `rows_per_shard` rows (`ShardWriter`), or one shard per work unit written by
+whichever process made it (`write_shard`). Every shard is validated against its pandera contract
 before it is written, inside the stage's staging directory, so a reader can trust what it reads.
 Files are written with fixed settings (no statistics timestamps, zstd level 3 unless a stage
 chooses others), so the same rows give the same bytes.
@@ -24,9 +25,7 @@ PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "write_statist
 class ShardWriter:
     """Append rows (dicts) or Arrow tables; writes a validated shard every `rows_per_shard` rows.
 
-    `validate` gets each shard as a pandas frame; with `arrow_lists` its list columns are
-    Arrow-backed (`pd.ArrowDtype`) instead of one numpy array per row, which is much cheaper
-    for rules that read them flattened. `parquet_options` (keyword arguments of
+    `validate` gets each shard as a pandas frame; `parquet_options` (keyword arguments of
     `pyarrow.parquet.write_table`) override `PARQUET_OPTIONS`.
 
     A shard's bytes depend only on its rows, not on how they were appended.
@@ -38,7 +37,6 @@ class ShardWriter:
         schema: pa.Schema,
         rows_per_shard: int,
         validate: Callable[[pd.DataFrame], None] | None = None,
-        arrow_lists: bool = False,
         parquet_options: dict | None = None,
     ) -> None:
         self.directory = Path(directory)
@@ -46,8 +44,7 @@ class ShardWriter:
         self.schema = schema
         self.rows_per_shard = rows_per_shard
         self.validate = validate
-        self.arrow_lists = arrow_lists
-        self.parquet_options = PARQUET_OPTIONS | (parquet_options or {})
+        self.parquet_options = parquet_options
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.shards_written = 0
@@ -76,7 +73,7 @@ class ShardWriter:
 
     def _flush(self, table: pa.Table) -> None:
         path = self.directory / f"part-{self.shards_written:05d}.parquet"
-        write_shard(table, path, self.validate, self.arrow_lists, self.parquet_options)
+        write_shard(table, path, self.validate, parquet_options=self.parquet_options)
         self.shards_written += 1
         self.rows_written += len(table)
 
@@ -88,7 +85,12 @@ def write_shard(
     arrow_lists: bool = False,
     parquet_options: dict | None = None,
 ) -> None:
-    """Validate `table` (see `ShardWriter`), then write it as one shard at `path`."""
+    """Validate `table`, then write it as one shard at `path`.
+
+    `validate` gets the shard as a pandas frame; with `arrow_lists` its list columns are
+    Arrow-backed (`pd.ArrowDtype`) instead of one numpy array per row, which is much cheaper
+    for rules that read them flattened. `parquet_options` override `PARQUET_OPTIONS`.
+    """
     table = table.combine_chunks()
     if validate is not None:
         validate(table.to_pandas(types_mapper=_arrow_lists if arrow_lists else None))
