@@ -56,6 +56,36 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(staging, path)
 
 
+def read_json(path: Path, producer: str | None = None) -> Any:
+    """A JSON file the pipeline wrote; missing, unreadable or malformed is one line naming it.
+
+    `producer` names the stage that writes the file, so a missing file says which to run.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = f"; run the {producer} stage first" if producer else ""
+        raise BertforgeError(f"{path}: not found{hint}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BertforgeError(f"{path}: cannot be read: {error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BertforgeError(f"{path}: not valid JSON: {error.msg} (line {error.lineno})") from None
+    except RecursionError:
+        raise BertforgeError(f"{path}: not valid JSON: nested too deeply") from None
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of one file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def hash_path(path: Path) -> str:
     """Content hash (sha256 hex) of a file, or of a directory's relative paths and file bytes."""
     path = Path(path)
