@@ -12,8 +12,8 @@ import sys
 import mlflow
 import pytest
 import yaml
-from conftest import REPO_ROOT, stage_env
-from test_registry import add_version, fresh_store, summary
+from tests.support import REPO_ROOT, stage_env
+from tests.test_registry import add_version, fresh_store, summary
 
 from bertforge.cli import main
 from bertforge.registry import REASON_TAG

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO_ROOT, stage_env
+from tests.support import REPO_ROOT, stage_env
 from tokenizers import BertWordPieceTokenizer, Tokenizer, normalizers
 
 from bertforge.errors import BertforgeError

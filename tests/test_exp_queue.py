@@ -17,7 +17,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import stage_env
+from tests.support import stage_env
 
 from bertforge.tracking import TAG_PREFIX
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import REPO_ROOT, stage_env
-from test_finetune import make_tiny_export, write_embedded_tasks, write_jsonl
+from tests.support import REPO_ROOT, stage_env
+from tests.test_finetune import make_tiny_export, write_embedded_tasks, write_jsonl
 
 from bertforge.io import hash_path
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, copy_project, stage_env
+from tests.support import REPO_ROOT, copy_project, stage_env
 
 TINY_PARAMS = REPO_ROOT / "tests" / "fixtures" / "params-tiny.yaml"
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_pretrain import VOCAB, write_fixture_project, write_params
+from tests.test_pretrain import VOCAB, write_fixture_project, write_params
 
 from bertforge.schemas import examples_arrow_schema
 

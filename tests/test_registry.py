@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT
-from test_finetune import make_tiny_export, write_embedded_tasks
+from tests.support import REPO_ROOT
+from tests.test_finetune import make_tiny_export, write_embedded_tasks
 
 from bertforge.errors import BertforgeError
 from bertforge.finetune import collect_results, evaluate_results, summarize_seeds

@@ -19,8 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from conftest import stage_env
-from test_registry import build_project, empty_store, fresh_store, run_register_stage
+from tests.support import stage_env
+from tests.test_registry import build_project, empty_store, fresh_store, run_register_stage
 
 from bertforge.cli import main
 

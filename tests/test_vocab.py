@@ -21,8 +21,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, stage_env
-from reference_bert_tokenizer import (
+from tests.support import REPO_ROOT, stage_env
+from tests.reference_bert_tokenizer import (
     CJK_IDEOGRAPH_RANGES,
     BasicTokenizer,
     FullTokenizer,

@@ -1,0 +1,43 @@
+"""Helpers shared by the tests: the repo root, a temp copy of the project, the stage environment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def tracked_files() -> list[str]:
+    """The files a clone of the project would have: tracked plus untracked-but-not-ignored."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [name for name in listed.split("\0") if name and (REPO_ROOT / name).is_file()]
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy the project as a fresh clone would see it, then make it a git repo of its own."""
+    for name in tracked_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, target)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=destination, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=destination, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "copy"], cwd=destination, check=True)
+    return destination
+
+
+def stage_env() -> dict[str, str]:
+    """Environment for running stage scripts and dvc as subprocesses with this interpreter."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
