@@ -1,11 +1,11 @@
 """Ingest throughput and peak memory, with 1 and 2 processes, on the corpus and on 10× the corpus.
 
-Each configuration runs `bertforge.corpus.ingest` (the stage's work, without MLflow) in a fresh
-subprocess, with the `ingest:` params of params.yaml except `sources` and `num_proc`. Reported:
-seconds inside `ingest`, throughput in MB/s of uncompressed input text, CPU seconds of the main
-process and of the workers (start-up included) — on a busy machine these say more than the wall
-time — and the peak resident memory of the whole process tree (main process plus workers,
-summed, polled every 20 ms).
+Each configuration runs `bertforge.ingest.pipeline.ingest` (the stage's work, without MLflow) in
+a fresh subprocess, with the `ingest:` params of params.yaml except `sources` and `num_proc`.
+Reported: seconds inside `ingest`, throughput in MB/s of uncompressed input text, CPU seconds of
+the main process and of the workers (start-up included) — on a busy machine these say more than
+the wall time — and the peak resident memory of the whole process tree (main process plus
+workers, summed, polled every 20 ms).
 
 "10×" is ten copies of the corpus in a temporary directory, each document of copy k prefixed
 with "Copy k." so that no copy is a duplicate of another: the run really processes and writes
@@ -33,7 +33,9 @@ from pathlib import Path
 
 import psutil
 
-from bertforge.corpus import IngestParams, SourceParams, ingest, resolve_sources
+from bertforge.ingest.params import IngestParams, SourceParams
+from bertforge.ingest.pipeline import ingest
+from bertforge.ingest.sources import resolve_sources
 from bertforge.params import load_section
 
 

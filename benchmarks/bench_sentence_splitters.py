@@ -20,14 +20,11 @@ import platform
 import time
 from datetime import date
 
-from bertforge.corpus import (
-    IngestParams,
-    SourceParams,
-    clean_text,
-    make_sentence_splitter,
-    read_documents,
-    resolve_sources,
-)
+from bertforge.ingest.cleaning import clean_text
+from bertforge.ingest.params import IngestParams, SourceParams
+from bertforge.ingest.readers import read_documents
+from bertforge.ingest.sentences import make_sentence_splitter
+from bertforge.ingest.sources import resolve_sources
 
 SPLITTERS = ("sentencex", "spacy")
 

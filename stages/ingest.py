@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.corpus import IngestParams, ingest, resolve_sources
+from bertforge.ingest.params import IngestParams
+from bertforge.ingest.pipeline import ingest
+from bertforge.ingest.sources import resolve_sources
 from bertforge.io import atomic_directory, write_json_atomic
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage

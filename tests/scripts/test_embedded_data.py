@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-RAW = Path(__file__).resolve().parents[1] / "data" / "raw"
+from bertforge.constants import TASK_SPLITS
+from tests.support import REPO_ROOT
+
+RAW = REPO_ROOT / "data" / "raw"
 CORPUS_FILES = sorted((RAW / "corpus").glob("*.txt.xz"))
 TASK_DIRS = sorted(path for path in (RAW / "tasks").iterdir() if path.is_dir())
-SPLITS = ("train", "dev", "test")
 MIN_SPLIT_SIZE = {"train": 2000, "dev": 500, "test": 500}
 TEXT_KEYS = {
     "single_sentence_classification": ("sentence",),
@@ -119,7 +121,7 @@ def test_task_has_three_splits_of_minimum_size_with_the_right_keys_and_labels(
     text_keys = TEXT_KEYS[card["task_type"]]
     assert tuple(card["text_keys"]) == text_keys
     assert (task_dir / "card.md").is_file()
-    for split in SPLITS:
+    for split in TASK_SPLITS:
         rows = read_split(task_dir, split)
         assert len(rows) >= MIN_SPLIT_SIZE[split], split
         assert card["split_sizes"][split] == len(rows)
@@ -137,7 +139,7 @@ def test_no_task_text_is_in_two_splits(task_dir: Path) -> None:
     text_keys = read_card(task_dir)["text_keys"]
     texts_by_split = {
         split: {row[key] for row in read_split(task_dir, split) for key in text_keys}
-        for split in SPLITS
+        for split in TASK_SPLITS
     }
     assert not texts_by_split["train"] & texts_by_split["dev"]
     assert not texts_by_split["train"] & texts_by_split["test"]
@@ -149,7 +151,7 @@ def test_no_task_text_occurs_in_the_pretraining_corpus(
     task_dir: Path, corpus_sentences: set[bytes]
 ) -> None:
     text_keys = read_card(task_dir)["text_keys"]
-    for split in SPLITS:
+    for split in TASK_SPLITS:
         for row in read_split(task_dir, split):
             for key in text_keys:
                 pieces = [normalize(piece) for piece in SENTENCE_BOUNDARY.split(row[key])]

@@ -1,0 +1,87 @@
+"""What to read: the `ingest.sources` entries resolved into files (globs expanded) and hub splits.
+
+A missing path, a glob that matches nothing or an unknown file type fails here, before anything
+is read. How each kind of source is read is in `bertforge.ingest.readers`.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertforge.errors import BertforgeError
+from bertforge.ingest.params import IngestParams, SourceParams
+
+TEXT_FORMATS = (".txt", ".jsonl", ".parquet")
+COMPRESSIONS = (".gz", ".xz", ".zst")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A resolved source: one local file, or one hub dataset split."""
+
+    name: str  # the `source` column: the file path as globbed, or hub:<name>/<config>:<split>
+    text_column: str
+    path: Path | None = None  # local file
+    text_format: str = ""  # .txt, .jsonl or .parquet
+    compression: str = ""  # "", .gz, .xz or .zst
+    hub: SourceParams | None = None
+
+
+def resolve_sources(params: IngestParams) -> list[Source]:
+    """Expand every source entry into files (globs sorted) or a hub source; fail on a missing path.
+
+    Relative paths and globs are relative to the working directory (the repo root for stages).
+    """
+    resolved: list[Source] = []
+    for index, entry in enumerate(params.sources):
+        # a source's own text_column overrides ingest.text_column
+        column = entry.text_column or params.text_column
+        if entry.hub is not None:
+            split = entry.split or "train"
+            name = f"hub:{entry.hub}" + (f"/{entry.config}" if entry.config else "") + f":{split}"
+            resolved.append(Source(name=name, text_column=column, hub=entry))
+            continue
+        pattern = str(entry.path)
+        where = f"params.yaml: ingest.sources[{index}].path"
+        if glob.has_magic(pattern):
+            # a glob reads its files in sorted order, so the output does not depend on the disk
+            matches = sorted(glob.glob(pattern, recursive=True))
+            files = [Path(match) for match in matches if Path(match).is_file()]
+            if not files:
+                raise BertforgeError(f"{where}: no file matches {pattern!r}")
+        else:
+            path = Path(pattern)
+            if not path.exists():
+                raise BertforgeError(f"{pattern}: file not found ({where})")
+            if path.is_dir():
+                raise BertforgeError(
+                    f"{pattern}: is a directory; use a glob such as {pattern}/*.txt"
+                )
+            files = [path]
+        for path in files:
+            text_format, compression = file_format(path)
+            resolved.append(
+                Source(
+                    name=path.as_posix(),
+                    text_column=column,
+                    path=path,
+                    text_format=text_format,
+                    compression=compression,
+                )
+            )
+    return resolved
+
+
+def file_format(path: Path) -> tuple[str, str]:
+    """(text format, compression) from the file name, e.g. ``a.jsonl.zst`` → (.jsonl, .zst)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    compression = suffixes.pop() if suffixes and suffixes[-1] in COMPRESSIONS else ""
+    text_format = suffixes[-1] if suffixes else ""
+    if text_format not in TEXT_FORMATS:
+        raise BertforgeError(
+            f"{path}: unsupported file type (expected {', '.join(TEXT_FORMATS)}, "
+            f"optionally compressed {', '.join(COMPRESSIONS)})"
+        )
+    return text_format, compression
