@@ -41,7 +41,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from bertforge.examples import ExamplesParams, check_inputs, write_examples  # noqa: E402
+from bertforge.examples.params import ExamplesParams  # noqa: E402
+from bertforge.examples.write import check_inputs, write_examples  # noqa: E402
 from bertforge.params import parse  # noqa: E402
 from bertforge.shards import iter_batches, shard_files  # noqa: E402
 

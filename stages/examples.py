@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.examples import ExamplesParams, check_inputs, write_examples
+from bertforge.examples.params import ExamplesParams
+from bertforge.examples.write import check_inputs, write_examples
 from bertforge.io import atomic_directory, write_json_atomic
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage

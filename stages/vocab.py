@@ -13,14 +13,12 @@ from pathlib import Path
 from bertforge.io import atomic_directory, write_json_atomic
 from bertforge.params import load_section
 from bertforge.stage import run_stage
+from bertforge.tokenizer.files import write_tokenizer
 from bertforge.tracking import stage_run
-from bertforge.vocab import (
-    VocabParams,
-    check_ingested,
-    heldout_metrics,
-    train_tokenizer,
-    write_tokenizer,
-)
+from bertforge.vocab.ingested import check_ingested
+from bertforge.vocab.metrics import heldout_metrics
+from bertforge.vocab.params import VocabParams
+from bertforge.vocab.train import train_tokenizer
 
 TRAIN = Path("data/ingested/train")
 HELDOUT = Path("data/ingested/heldout")

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from bertforge.errors import BertforgeError
+from bertforge.examples.instances import TokenizedUnit
+from bertforge.examples.params import ExamplesParams
+from bertforge.examples.write import check_inputs, write_examples
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.pipeline import ingest
 from bertforge.ingest.sources import resolve_sources
-from bertforge.shards import iter_batches
+from bertforge.schemas import DOCUMENT_ARROW_SCHEMA, DOCUMENTS, validate
+from bertforge.shards import ShardWriter, iter_batches
+from bertforge.tokenizer import BERT_SPECIAL_TOKENS
+from bertforge.tokenizer.files import write_tokenizer
+from bertforge.vocab.params import VocabParams
+from bertforge.vocab.train import train_tokenizer
 from tests.support import REPO_ROOT
 
 # --- ingest ------------------------------------------------------------------------------------
@@ -114,3 +129,214 @@ def stage_error_lines(result: subprocess.CompletedProcess) -> list[str]:
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ")
     return [line for line in lines if line.startswith("error")]
+
+
+# --- vocab and tokenizer -----------------------------------------------------------------------
+
+VOCAB_TRAIN_DOCUMENTS = [
+    [
+        "The quick brown fox jumps over the lazy dog.",
+        "Dogs and foxes are running in the forest, and the runner keeps running.",
+    ],
+    [
+        "A tokenizer splits text into words, and words into pieces.",
+        "Pieces that continue a word start with two hash signs.",
+    ],
+    [
+        "BERT was pretrained on books and on an encyclopedia.",
+        "Its vocabulary has thirty thousand pieces; ours is smaller.",
+    ],
+    ["Unaffable people are rarely affable.", "The unaffable runner ran, and ran again."],
+    [
+        "She ordered a café au lait at the café near the Ångström laboratory.",
+        "Naïve readers think a résumé is a summary; it is, in a way.",
+    ],
+    ["CAFÉ, RÉSUMÉ and NAÏVE are written in capitals here.", "Crème brûlée is a dessert."],
+    ["Straße and Fußgänger are German words.", "İstanbul and Ankara are Turkish cities."],
+    ["Η ΟΔΟΣ είναι μακριά.", "Ο δρόμος και οι δρόμοι της πόλης.", "ΣΟΦΟΣ ΑΝΘΡΩΠΟΣ."],
+    ["Москва и Санкт-Петербург — большие города.", "Привет, мир!"],
+    ["北京大学是中国的一所大学。", "我们在北京学习中文。", "东京和京都是日本的城市。"],
+    ["日本語のテキストです。", "ひらがなとカタカナと漢字を使います。"],
+    ["한국어 문장도 있습니다.", "서울은 한국의 수도입니다."],
+    ["Emoji like 😀 and 👍🏽 appear in chats.", "Flags such as 🇫🇷 are pairs of letters."],
+    ["Numbers: 3.14, 2,718 and 1e-9 are common.", "Prices in € and $ differ; 50% off!"],
+    ["Quotes “like these” and «these» are punctuation.", "So are dashes — and ellipses…"],
+    ["e-mail addresses such as someone@example.com are split.", "URLs: https://example.org/a?b=c"],
+    ["The runner's shoes were worn out.", "Running, runners and runs share a stem."],
+    ["Mixed text: Latin, Ελληνικά, Кириллица, עברית, العربية, हिन्दी and ไทย."],
+    ["A very long word: pneumonoultramicroscopicsilicovolcanoconiosis.", "Supercalifragilistic!"],
+    ["The lazy dog sleeps.", "The quick fox runs over the dog again and again."],
+    ["Words in a book are counted.", "The counting of pieces decides the vocabulary."],
+    ["Accents: àáâãäå èéêë ìíîï òóôõö ùúûü ç ñ.", "ÀÁÂÃÄÅ ÈÉÊË ÌÍÎÏ ÒÓÔÕÖ ÙÚÛÜ Ç Ñ."],
+]
+VOCAB_HELDOUT_DOCUMENTS = [
+    ["The quick runner jumps over the forest dog.", "A zebra ⅋ appears only here."],
+    ["Café readers in İstanbul and 北京.", "Ο ΔΡΟΜΟΣ."],
+]
+"""Ingested documents for the vocab and tokenizer tests: many scripts, accents, casings."""
+
+
+def vocab_params(**overrides: object) -> VocabParams:
+    """A small vocabulary (700) over every BERT special token; `overrides` for the rest."""
+    values: dict[str, object] = {
+        "vocab_size": 700,
+        "lowercase": True,
+        "strip_accents": None,
+        "tokenize_chinese_chars": True,
+        "min_frequency": 1,
+        "limit_alphabet": 400,
+        "special_tokens": BERT_SPECIAL_TOKENS,
+    }
+    values.update(overrides)
+    return VocabParams(**values)  # type: ignore[arg-type]
+
+
+def write_documents(directory: Path, documents: list[list[str]]) -> Path:
+    """Ingested documents as ingest writes them: validated Parquet shards."""
+    writer = ShardWriter(
+        directory,
+        DOCUMENT_ARROW_SCHEMA,
+        1000,
+        validate=lambda frame: validate(DOCUMENTS, frame, str(directory)),
+    )
+    writer.write_rows(
+        [
+            {
+                "doc_id": hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:16],
+                "source": "fixture",
+                "sentences": sentences,
+            }
+            for sentences in documents
+        ]
+    )
+    writer.close()
+    return directory
+
+
+def write_ingested(root: Path, train: list[list[str]], heldout: list[list[str]]) -> Path:
+    """root/data/ingested/{train,heldout}."""
+    write_documents(root / "data/ingested/train", train)
+    write_documents(root / "data/ingested/heldout", heldout)
+    return root
+
+
+def write_trained_tokenizer(directory: Path, train_dir: Path, params: VocabParams) -> Path:
+    """Train on `train_dir` and write the tokenizer's files into `directory`, as the stage does."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(train_tokenizer(train_dir, params), directory, params)
+    return directory
+
+
+def copy_tokenizer(source: Path, destination: Path) -> Path:
+    destination.mkdir()
+    for path in source.iterdir():
+        (destination / path.name).write_bytes(path.read_bytes())
+    return destination
+
+
+# --- examples ----------------------------------------------------------------------------------
+
+EXAMPLES_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SYLLABLES = [
+    "ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "ve", "da",
+    "shu", "gri", "on", "el", "am", "bor", "qui", "zen", "fa", "tho",
+]  # fmt: skip
+
+
+def fixture_documents(count: int, seed: int) -> list[list[str]]:
+    """Documents of made-up words, so that a small WordPiece vocabulary splits many words."""
+    rng = random.Random(seed)
+
+    def word() -> str:
+        return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4)))
+
+    def sentence() -> str:
+        words = [word() for _ in range(rng.randint(3, 25))]
+        return " ".join(words).capitalize() + rng.choice([".", "!", "?"])
+
+    return [[sentence() for _ in range(rng.randint(1, 12))] for _ in range(count)]
+
+
+def write_split(directory: Path, documents: list[list[str]], rows_per_shard: int = 100) -> None:
+    """An ingested split, `rows_per_shard` documents a shard."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for part, start in enumerate(range(0, len(documents), rows_per_shard)):
+        rows = [
+            {
+                "doc_id": hashlib.sha256(" ".join(sentences).encode()).hexdigest()[:16],
+                "source": "fixture",
+                "sentences": sentences,
+            }
+            for sentences in documents[start : start + rows_per_shard]
+        ]
+        table = pa.Table.from_pylist(rows, schema=DOCUMENT_ARROW_SCHEMA)
+        pq.write_table(table, directory / f"part-{part:05d}.parquet")
+
+
+def build_vocab(tokenizer_dir: Path, train_dir: Path, lowercase: bool = True) -> Path:
+    """data/tokenizer as the vocab stage writes it (a small vocabulary: many "##" pieces)."""
+    params = VocabParams(
+        vocab_size=300,
+        lowercase=lowercase,
+        strip_accents=None,
+        tokenize_chinese_chars=True,
+        min_frequency=2,
+        limit_alphabet=100,
+        special_tokens=tuple(EXAMPLES_SPECIAL_TOKENS),
+    )
+    return write_trained_tokenizer(tokenizer_dir, train_dir, params)
+
+
+def make_examples_project(root: Path) -> Path:
+    """data/ingested (train 400 documents in 4 shards, heldout 30) and data/tokenizer."""
+    write_split(root / "data/ingested/train", fixture_documents(400, seed=1))
+    write_split(root / "data/ingested/heldout", fixture_documents(30, seed=2))
+    build_vocab(root / "data/tokenizer", root / "data/ingested/train")
+    return root
+
+
+def small_examples_params(**overrides) -> ExamplesParams:
+    """Units of 64 documents, in-process, two passes; `overrides` for the rest."""
+    values = {"negative_pool_size": 64, "num_proc": 1, "dupe_factor": 2}
+    return ExamplesParams(**(values | overrides))
+
+
+def make_examples(project: Path, output: Path, params: ExamplesParams) -> dict:
+    """The examples of `project` (a `make_examples_project`) in `output`; returns the metrics."""
+    inputs = check_inputs(project / "data/ingested", project / "data/tokenizer", params)
+    return write_examples(inputs, output, params, progress=False)
+
+
+DOCUMENT_ID_STRIDE = 10_000
+"""`unit_from_sentence_lengths` gives document d the token ids from (d + 1) * DOCUMENT_ID_STRIDE."""
+
+
+def unit_from_sentence_lengths(documents: list[list[int]]) -> TokenizedUnit:
+    """A unit whose document d has sentences of the given lengths, tokens from d's own id range."""
+    sentence_lengths = np.array([length for document in documents for length in document])
+    sentences_per_document = np.array([len(document) for document in documents])
+    document_of_token = np.repeat(
+        np.repeat(np.arange(len(documents)), sentences_per_document), sentence_lengths
+    )
+    token_ids = (document_of_token + 1) * DOCUMENT_ID_STRIDE + np.arange(
+        len(document_of_token)
+    ) % 97
+    document_ends = np.cumsum(sentences_per_document).tolist()
+    return TokenizedUnit(
+        token_ids.astype(np.uint32),
+        [0, *np.cumsum(sentence_lengths).tolist()],
+        list(zip([0, *document_ends[:-1]], document_ends, strict=True)),
+    )
+
+
+def within_binomial_bound(successes: int, trials: int, probability: float, sigmas: float = 5.0):
+    """Is `successes` within `sigmas` standard deviations of Binomial(trials, probability)?"""
+    spread = sigmas * math.sqrt(trials * probability * (1 - probability))
+    return abs(successes - trials * probability) <= spread
+
+
+def copy_examples_project(project: Path, tmp_path: Path) -> Path:
+    """A copy of a `make_examples_project`'s data/, to break without touching the original."""
+    copy = tmp_path / "broken"
+    shutil.copytree(project / "data", copy / "data")
+    return copy
