@@ -12,22 +12,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.finetune import FinetuneParams
+from bertforge.finetune.params import FinetuneParams
 from bertforge.io import write_json_atomic
 from bertforge.params import load_section
-from bertforge.registry import (
-    DATA_TAG_PREFIX,
-    EVAL_METRICS,
+from bertforge.registry.candidates import (
     FINETUNED,
     PRETRAINED_MODEL,
-    RegisterParams,
     pipeline_candidates,
+    validate_candidates,
+)
+from bertforge.registry.params import RegisterParams
+from bertforge.registry.register import (
+    DATA_TAG_PREFIX,
     register_candidates,
     registered_metrics,
     registry_summary,
     source_data_hashes,
-    validate_candidates,
 )
+from bertforge.registry.summary import EVAL_METRICS
 from bertforge.stage import run_stage
 from bertforge.tracking import TAG_PREFIX, stage_run
 

@@ -21,10 +21,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bertforge import registry
 from bertforge.errors import BertforgeError
 from bertforge.params import PARAMS_FILE, load_section
-from bertforge.registry import TAG_PREFIX, EvalSummary, RegisterParams, Registry
+from bertforge.registry.lineage import lineage_report
+from bertforge.registry.params import RegisterParams
+from bertforge.registry.predict import predict
+from bertforge.registry.promote import promote, rollback
+from bertforge.registry.store import Registry, parse_model_uri
+from bertforge.registry.summary import EvalSummary
+from bertforge.tracking import TAG_PREFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,32 +38,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    versions = commands.add_parser("versions", help="list a model's versions and aliases")
-    versions.add_argument("name")
+    versions_command = commands.add_parser("versions", help="list a model's versions and aliases")
+    versions_command.add_argument("name")
 
-    promote = commands.add_parser(
+    promote_command = commands.add_parser(
         "promote", help="make a version @champion if it beats the current one"
     )
-    promote.add_argument("name")
-    promote.add_argument("--version", help="version number (default: the latest)")
-    promote.add_argument(
+    promote_command.add_argument("name")
+    promote_command.add_argument("--version", help="version number (default: the latest)")
+    promote_command.add_argument(
         "--margin",
         type=float,
         help="required gain in the primary metric (default: register.promotion_margin)",
     )
-    promote.add_argument("--force", action="store_true", help="promote despite the gate")
-    promote.add_argument("--reason", help="why --force: stored as a tag on the version")
+    promote_command.add_argument("--force", action="store_true", help="promote despite the gate")
+    promote_command.add_argument("--reason", help="why --force: stored as a tag on the version")
 
-    rollback = commands.add_parser("rollback", help="swap @champion and @previous")
-    rollback.add_argument("name")
+    rollback_command = commands.add_parser("rollback", help="swap @champion and @previous")
+    rollback_command.add_argument("name")
 
-    lineage = commands.add_parser("lineage", help="where a version came from, how to rebuild it")
-    lineage.add_argument("uri", metavar="models:/NAME@ALIAS")
+    lineage_command = commands.add_parser(
+        "lineage", help="where a version came from, how to rebuild it"
+    )
+    lineage_command.add_argument("uri", metavar="models:/NAME@ALIAS")
 
-    predict = commands.add_parser("predict", help="run a registered model on one input")
-    predict.add_argument("uri", metavar="models:/NAME@ALIAS")
-    predict.add_argument("texts", nargs="+", metavar="TEXT", help="a text, or two for pair tasks")
-    predict.add_argument("--top-k", type=int, help="fill-mask: how many tokens to show")
+    predict_command = commands.add_parser("predict", help="run a registered model on one input")
+    predict_command.add_argument("uri", metavar="models:/NAME@ALIAS")
+    predict_command.add_argument(
+        "texts", nargs="+", metavar="TEXT", help="a text, or two for pair tasks"
+    )
+    predict_command.add_argument("--top-k", type=int, help="fill-mask: how many tokens to show")
     return parser
 
 
@@ -76,9 +85,9 @@ def promotion_margin(override: float | None) -> float:
 def run(args: argparse.Namespace) -> None:
     """Check the arguments that need no registry, then run the command against it."""
     if args.command == "lineage":
-        registry.parse_model_uri(args.uri)
+        parse_model_uri(args.uri)
     if args.command == "predict":
-        registry.parse_model_uri(args.uri)
+        parse_model_uri(args.uri)
         if args.top_k is not None and args.top_k < 1:
             raise BertforgeError(f"--top-k must be at least 1, got {args.top_k}")
     if args.command == "promote":
@@ -92,14 +101,14 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "versions":
         print(versions_table(models, args.name))
     elif args.command == "promote":
-        models.promote(args.name, args.version, margin, force=args.force, reason=args.reason)
+        promote(models, args.name, args.version, margin, force=args.force, reason=args.reason)
     elif args.command == "rollback":
-        models.rollback(args.name)
+        rollback(models, args.name)
     elif args.command == "lineage":
-        print(registry.lineage_report(models, args.uri))
+        print(lineage_report(models, args.uri))
     elif args.command == "predict":
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        result = registry.predict(models, args.uri, args.texts, top_k=args.top_k)
+        result = predict(models, args.uri, args.texts, top_k=args.top_k)
         for record in result.to_dict(orient="records"):
             print(json.dumps(record, ensure_ascii=False, default=float))
 

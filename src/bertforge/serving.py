@@ -1,6 +1,6 @@
 """The bertforge MLflow model, logged *from code*: this file is the model's definition.
 
-`bertforge.registry` logs it with ``mlflow.pyfunc.log_model(python_model=<this file>,
+`bertforge.registry.register` logs it with ``mlflow.pyfunc.log_model(python_model=<this file>,
 artifacts={"model": <HF-format model directory>}, model_config={...})``. MLflow copies the file
 into the logged model and runs it on load; it ends with ``set_model(BertforgeModel())``. No
 Python object is pickled: the weights are the directory's safetensors, the behaviour is this
@@ -15,8 +15,8 @@ code, and ``model_config`` says which of three things the model does:
 * ``regression``: the same inputs; ``value`` out.
 
 Texts are tokenized with the model directory's ``tokenizer.json`` exactly as in fine-tuning
-(`bertforge.finetune.load_tokenizer`: ``[CLS] a [SEP] b [SEP]``, segment ids 0/1, longest-first
-truncation to ``max_length`` tokens, the fine-tuning ``max_seq_length``).
+(`bertforge.finetune.pretrained.load_export_tokenizer`: ``[CLS] a [SEP] b [SEP]``, segment ids
+0/1, longest-first truncation to ``max_length`` tokens, the fine-tuning ``max_seq_length``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class BertforgeModel(PythonModel):
     """Fill-mask, classification or regression with a bertforge BERT export."""
 
     def load_context(self, context: Any) -> None:
-        from bertforge.finetune import load_tokenizer
+        from bertforge.finetune.pretrained import load_export_tokenizer
         from bertforge.model import (
             BertForPreTraining,
             BertForSequenceClassification,
@@ -62,7 +62,7 @@ class BertforgeModel(PythonModel):
         if missing:
             raise MlflowException(f"{directory}: {missing[0]} is missing from the weights")
         self.model.eval()
-        self.tokenizer = load_tokenizer(directory)
+        self.tokenizer = load_export_tokenizer(directory)
         # fill-mask: the caller's "[MASK]" is the mask token; classification and regression read
         # a literal "[SEP]" (or any special-token string) as text, as fine-tuning did
         self.tokenizer.encode_special_tokens = self.kind != "fill-mask"

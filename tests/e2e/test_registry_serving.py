@@ -19,10 +19,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from tests.support import stage_env
-from tests.test_registry import build_project, empty_store, fresh_store, run_register_stage
 
 from bertforge.cli import main
+from tests.factories import build_register_project, empty_store, fresh_store, run_register_stage
+from tests.support import stage_env
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def post_json(url: str, payload: dict) -> tuple[int, dict]:
 def test_champion_served_by_mlflow_models_serve_answers_rest_predictions(
     tmp_path_factory, tmp_path, monkeypatch, capsys
 ):
-    project = build_project(tmp_path / "project")
+    project = build_register_project(tmp_path / "project")
     backend = tmp_path / "server" / "mlflow.db"
     backend.parent.mkdir()
     shutil.copy(empty_store(tmp_path_factory.getbasetemp()), backend)
@@ -177,7 +177,7 @@ def test_champion_served_by_mlflow_models_serve_answers_rest_predictions(
 
 
 def test_predict_on_a_pair_task_takes_two_texts_and_returns_a_value(store, tmp_path, capsys):
-    project = build_project(tmp_path / "project")
+    project = build_register_project(tmp_path / "project")
     assert run_register_stage(project) == 0
     capsys.readouterr()
     assert main(["predict", "models:/tiny-similar/1", "cat dog bird", "dog bird fish"]) == 0

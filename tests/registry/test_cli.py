@@ -12,17 +12,12 @@ import sys
 import mlflow
 import pytest
 import yaml
-from tests.support import REPO_ROOT, stage_env
-from tests.test_registry import add_version, fresh_store, summary
 
 from bertforge.cli import main
-from bertforge.registry import REASON_TAG
+from bertforge.registry.promote import REASON_TAG
 from bertforge.tracking import TAG_PREFIX, stage_run
-
-
-@pytest.fixture
-def store(tmp_path_factory, tmp_path, monkeypatch) -> str:
-    return fresh_store(tmp_path_factory, tmp_path, monkeypatch)
+from tests.factories import add_version, eval_summary
+from tests.support import REPO_ROOT, stage_env
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -62,7 +57,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture, match: str) -> str:
 
 
 def test_first_promotion_with_no_champion_makes_the_version_champion(store, capsys):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     assert main(["promote", "m"]) == 0
     assert aliases("m") == {"champion": "1"}
     out = capsys.readouterr().out
@@ -76,8 +71,8 @@ def test_first_promotion_of_a_version_without_eval_metrics_is_refused(store, cap
 
 
 def test_a_clear_winner_becomes_champion_and_the_old_champion_previous(store, capsys):
-    add_version("m", summary(0.80, 0.01))
-    add_version("m", summary(0.90, 0.01))
+    add_version("m", eval_summary(0.80, 0.01))
+    add_version("m", eval_summary(0.90, 0.01))
     assert main(["promote", "m", "--version", "1"]) == 0
     assert main(["promote", "m", "--version", "2"]) == 0
     assert aliases("m") == {"champion": "2", "previous": "1"}
@@ -87,14 +82,14 @@ def test_a_clear_winner_becomes_champion_and_the_old_champion_previous(store, ca
 
 def test_promote_defaults_to_the_latest_version(store, capsys):
     for mean in (0.80, 0.85, 0.95):
-        add_version("m", summary(mean, 0.01))
+        add_version("m", eval_summary(mean, 0.01))
     assert main(["promote", "m"]) == 0
     assert aliases("m") == {"champion": "3"}
 
 
 def test_a_gain_within_the_seed_spread_is_refused_and_shown_side_by_side(store, capsys):
-    add_version("m", summary(0.80, 0.05))
-    add_version("m", summary(0.83, 0.01))
+    add_version("m", eval_summary(0.80, 0.05))
+    add_version("m", eval_summary(0.83, 0.01))
     assert main(["promote", "m", "--version", "1"]) == 0
     capsys.readouterr()
     out = refused(["promote", "m", "--version", "2"], capsys, "within the seed spread")
@@ -102,15 +97,15 @@ def test_a_gain_within_the_seed_spread_is_refused_and_shown_side_by_side(store, 
 
 
 def test_a_worse_candidate_is_refused(store, capsys):
-    add_version("m", summary(0.90, 0.0))
-    add_version("m", summary(0.80, 0.0))
+    add_version("m", eval_summary(0.90, 0.0))
+    add_version("m", eval_summary(0.80, 0.0))
     assert main(["promote", "m", "--version", "1"]) == 0
     refused(["promote", "m", "--version", "2"], capsys, "does not beat the champion's 0.9000")
 
 
 def test_force_with_a_reason_overrides_the_gate_and_stores_the_reason(store, capsys):
-    add_version("m", summary(0.80, 0.05))
-    add_version("m", summary(0.79, 0.05))
+    add_version("m", eval_summary(0.80, 0.05))
+    add_version("m", eval_summary(0.79, 0.05))
     assert main(["promote", "m", "--version", "1"]) == 0
     refused(["promote", "m", "--version", "2", "--force"], capsys, "--force needs --reason")
     refused(["promote", "m", "--version", "2", "--reason", "why"], capsys, "--reason goes with")
@@ -121,7 +116,7 @@ def test_force_with_a_reason_overrides_the_gate_and_stores_the_reason(store, cap
 
 
 def test_force_never_promotes_a_version_without_eval_metrics(store, capsys):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     add_version("m", None)
     assert main(["promote", "m", "--version", "1"]) == 0
     refused(
@@ -134,8 +129,8 @@ def test_force_never_promotes_a_version_without_eval_metrics(store, capsys):
 def test_the_margin_comes_from_params_yaml_unless_given(store, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"register": {"promotion_margin": 0.2}}))
-    add_version("m", summary(0.70, 0.01))
-    add_version("m", summary(0.80, 0.01))
+    add_version("m", eval_summary(0.70, 0.01))
+    add_version("m", eval_summary(0.80, 0.01))
     assert main(["promote", "m", "--version", "1"]) == 0
     refused(["promote", "m", "--version", "2"], capsys, "by more than the margin 0.2")
     assert main(["promote", "m", "--version", "2", "--margin", "0.05"]) == 0
@@ -146,8 +141,8 @@ def test_the_margin_comes_from_params_yaml_unless_given(store, capsys, tmp_path,
 
 
 def test_rollback_swaps_champion_and_previous_and_twice_restores(store, capsys):
-    add_version("m", summary(0.80, 0.01))
-    add_version("m", summary(0.90, 0.01))
+    add_version("m", eval_summary(0.80, 0.01))
+    add_version("m", eval_summary(0.90, 0.01))
     assert main(["promote", "m", "--version", "1"]) == 0
     assert main(["promote", "m", "--version", "2"]) == 0
     assert main(["rollback", "m"]) == 0
@@ -157,7 +152,7 @@ def test_rollback_swaps_champion_and_previous_and_twice_restores(store, capsys):
 
 
 def test_rollback_without_a_previous_champion_is_refused(store, capsys):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     assert main(["promote", "m"]) == 0
     refused(["rollback", "m"], capsys, "has no @previous version to roll back to")
 
@@ -166,7 +161,7 @@ def test_rollback_without_a_previous_champion_is_refused(store, capsys):
 
 
 def test_unknown_model_is_refused_by_every_command(store, capsys):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     refused(["promote", "nope"], capsys, "unknown model 'nope' (registered: m)")
     refused(["rollback", "nope"], capsys, "unknown model 'nope'")
     refused(["lineage", "models:/nope@champion"], capsys, "unknown model 'nope'")
@@ -175,15 +170,15 @@ def test_unknown_model_is_refused_by_every_command(store, capsys):
 
 
 def test_unknown_version_is_refused(store, capsys):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     refused(["promote", "m", "--version", "9"], capsys, "model 'm' has no version 9 (versions: 1)")
     refused(["lineage", "models:/m/9"], capsys, "has no version 9")
     refused(["promote", "m", "--version", "x"], capsys, "--version must be a version number")
 
 
 def test_an_alias_of_another_model_is_refused_naming_that_model(store, capsys):
-    add_version("a", summary(0.80))
-    add_version("b", summary(0.80))
+    add_version("a", eval_summary(0.80))
+    add_version("b", eval_summary(0.80))
     assert main(["promote", "b"]) == 0
     refused(
         ["lineage", "models:/a@champion"],
@@ -194,7 +189,7 @@ def test_an_alias_of_another_model_is_refused_naming_that_model(store, capsys):
 
 @pytest.mark.parametrize("uri", ["m@champion", "models:/m", "models:/m@", "models:/a/b/c"])
 def test_a_malformed_models_uri_is_refused(store, capsys, uri):
-    add_version("m", summary(0.80))
+    add_version("m", eval_summary(0.80))
     refused(["lineage", uri], capsys, "models:/")
     refused(["predict", uri, "text"], capsys, "models:/")
 
@@ -240,7 +235,7 @@ def test_lineage_prints_commit_params_data_hashes_runs_and_reproduce_commands(
         f"{TAG_PREFIX}finetune_run_id": "f" * 32,
         f"{TAG_PREFIX}register_run_id": register_run,
     }
-    add_version("m", summary(0.81, 0.02), tags)
+    add_version("m", eval_summary(0.81, 0.02), tags)
     assert main(["promote", "m"]) == 0
     capsys.readouterr()
 
@@ -261,7 +256,7 @@ def test_lineage_prints_commit_params_data_hashes_runs_and_reproduce_commands(
 
 
 def test_versions_lists_aliases_and_primary_metric(store, capsys):
-    add_version("m", summary(0.80, 0.01))
+    add_version("m", eval_summary(0.80, 0.01))
     add_version("m", None)
     assert main(["promote", "m", "--version", "1"]) == 0
     capsys.readouterr()
