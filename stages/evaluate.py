@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.finetune import (
-    EvaluateParams,
-    FinetuneParams,
-    collect_results,
-    evaluate_results,
-    render_report,
-)
+from bertforge.evaluate import EvaluateParams, collect_results, evaluate_results, render_report
+from bertforge.finetune.params import FinetuneParams
 from bertforge.io import write_json_atomic
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage

@@ -12,19 +12,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bertforge.finetune import (
+from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.pretrained import (
     PRETRAIN_RUN_TAG,
-    FinetuneParams,
     check_pretrained_export,
-    finetune_task,
     pretrain_run_id,
-    summarize_seeds,
 )
+from bertforge.finetune.runs import finetune_task
+from bertforge.finetune.summary import summarize_seeds
+from bertforge.finetune.tasks import load_task
 from bertforge.io import atomic_directory, write_json_atomic
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
-from bertforge.tasks import load_task
-from bertforge.tracking import stage_run
+from bertforge.tracking import TAG_PREFIX, stage_run
 
 MODEL_DIR = Path("data/pretrained/model")
 REFERENCE_VOCAB = Path("data/tokenizer/vocab.txt")
@@ -47,7 +47,7 @@ def main() -> None:
         params.for_task(name),
         inputs=inputs,
         run_name=f"finetune-{name}",
-        tags=lineage | {"bertforge.task": name},
+        tags=lineage | {f"{TAG_PREFIX}task": name},
     ) as run:
         with atomic_directory(OUTPUT_ROOT / name) as staging:
             seed_metrics = finetune_task(task, MODEL_DIR, config, params, staging, lineage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import shutil
@@ -14,14 +15,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+from tokenizers import BertWordPieceTokenizer
 
 from bertforge.errors import BertforgeError
 from bertforge.examples.instances import TokenizedUnit
 from bertforge.examples.params import ExamplesParams
 from bertforge.examples.write import check_inputs, write_examples
+from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.tasks import TaskData, TaskSpec, load_task
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.pipeline import ingest
 from bertforge.ingest.sources import resolve_sources
+from bertforge.model import BertConfig, BertForPreTraining, save_pretrained
+from bertforge.params import parse
 from bertforge.schemas import DOCUMENT_ARROW_SCHEMA, DOCUMENTS, validate
 from bertforge.shards import ShardWriter, iter_batches
 from bertforge.tokenizer import BERT_SPECIAL_TOKENS
@@ -129,6 +136,130 @@ def stage_error_lines(result: subprocess.CompletedProcess) -> list[str]:
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ")
     return [line for line in lines if line.startswith("error")]
+
+
+# --- finetune ----------------------------------------------------------------------------------
+
+_POSITIVE = ["good", "great", "fine", "happy", "bright", "warm", "kind", "calm"]
+_NEGATIVE = ["bad", "awful", "poor", "sad", "dark", "cold", "cruel", "angry"]
+_FILLER = ["the", "a", "day", "film", "meal", "song", "walk", "book", "was", "felt", "very", "so"]
+_ANIMALS = ["cat", "dog", "bird", "fish", "horse", "mouse", "snake", "frog"]
+
+
+def _fixture_sentences(count: int = 400, seed: int = 0) -> list[str]:
+    """Text covering every fixture word, to train the tiny WordPiece vocabulary on."""
+    rng = random.Random(seed)
+    words = _POSITIVE + _NEGATIVE + _FILLER + _ANIMALS
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 10))) for _ in range(count)]
+
+
+def make_tiny_export(directory: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A random BertForPreTraining export with a WordPiece tokenizer: the pretrain stage's shape."""
+    directory.mkdir(parents=True, exist_ok=True)
+    trainer = BertWordPieceTokenizer(lowercase=True)
+    trainer.train_from_iterator(
+        _fixture_sentences(),
+        vocab_size=200,
+        min_frequency=1,
+        special_tokens=list(BERT_SPECIAL_TOKENS),
+    )
+    trainer.save_model(str(directory))
+    tokenizer = BertWordPieceTokenizer(str(directory / "vocab.txt"), lowercase=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        save_pretrained(BertForPreTraining(config), directory)
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizerFast", "do_lower_case": True})
+    )
+    (directory / "special_tokens_map.json").write_text(
+        json.dumps(
+            {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]"}
+            | {"cls_token": "[CLS]", "mask_token": "[MASK]"}
+        )
+    )
+    return directory
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object a line, creating the parent directories."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _sentiment_rows(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        positive = rng.random() < 0.5
+        words = [rng.choice(_FILLER) for _ in range(4)]
+        words.insert(rng.randrange(5), rng.choice(_POSITIVE if positive else _NEGATIVE))
+        rows.append({"sentence": " ".join(words), "label": "pos" if positive else "neg"})
+    return rows
+
+
+def _similarity_rows(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        first = rng.sample(_ANIMALS, 3)
+        shared = rng.randint(0, 3)
+        second = first[:shared] + rng.sample([a for a in _ANIMALS if a not in first], 3 - shared)
+        rows.append(
+            {"sentence1": " ".join(first), "sentence2": " ".join(second), "label": shared * 5 / 3}
+        )
+    return rows
+
+
+def write_embedded_tasks(root: Path, sizes: tuple[int, int, int] = (64, 24, 24)) -> dict:
+    """Two embedded tasks under root/data/raw/tasks and their params.yaml specs."""
+    for split, count, seed in zip(("train", "dev", "test"), sizes, (1, 2, 3), strict=True):
+        write_jsonl(root / f"data/raw/tasks/sentiment/{split}.jsonl", _sentiment_rows(count, seed))
+        write_jsonl(root / f"data/raw/tasks/similar/{split}.jsonl", _similarity_rows(count, seed))
+    return {
+        "sentiment": {
+            "source": "embedded",
+            "path": "data/raw/tasks/sentiment",
+            "kind": "classification",
+            "text_columns": ["sentence"],
+            "metric": "accuracy",
+        },
+        "similar": {
+            "source": "embedded",
+            "path": "data/raw/tasks/similar",
+            "kind": "regression",
+            "text_columns": ["sentence1", "sentence2"],
+            "metric": "pearson",
+        },
+    }
+
+
+def tiny_finetune_params(tasks: dict, **overrides) -> FinetuneParams:
+    """FinetuneParams for `tasks` small enough for a test: 2 seeds, 2 epochs, 32 tokens."""
+    values = {
+        "tasks": tasks,
+        "seeds": [0, 1],
+        "epochs": 2,
+        "batch_size": 16,
+        "max_seq_length": 32,
+        "learning_rate": 1e-3,
+    }
+    return parse(FinetuneParams, values | overrides, "params.yaml: finetune")
+
+
+def load_embedded_task(root: Path, specs: dict, name: str) -> TaskData:
+    """Task `name` of `write_embedded_tasks(root)`, read with its spec."""
+    return load_task(
+        name, parse(TaskSpec, specs[name] | {"path": str(root / specs[name]["path"])}, "t")
+    )
 
 
 # --- vocab and tokenizer -----------------------------------------------------------------------

@@ -7,9 +7,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
-from bertforge.tasks import (
-    Example,
-    TaskData,
+from bertforge.finetune.metrics import (
     accuracy,
     average_ranks,
     compute_metrics,
@@ -19,6 +17,7 @@ from bertforge.tasks import (
     pearson,
     spearman,
 )
+from bertforge.finetune.tasks import Example, TaskData
 
 SEEDS = [0, 1, 2, 3, 4]
 

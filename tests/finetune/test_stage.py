@@ -18,10 +18,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from tests.support import REPO_ROOT, stage_env
-from tests.test_finetune import make_tiny_export, write_embedded_tasks, write_jsonl
 
 from bertforge.io import hash_path
+from tests.factories import make_tiny_export, write_embedded_tasks, write_jsonl
+from tests.support import REPO_ROOT, stage_env
 
 PRETRAIN_RUN_ID = "0123456789abcdef0123456789abcdef"
 TASKS = ("sentiment", "similar")

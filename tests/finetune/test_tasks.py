@@ -9,8 +9,8 @@ import datasets
 import pytest
 
 from bertforge.errors import BertforgeError
+from bertforge.finetune.tasks import TaskSpec, load_task
 from bertforge.params import parse
-from bertforge.tasks import TaskSpec, load_task
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,113 @@
+"""The ``finetune`` section of params.yaml, validated once at stage start."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bertforge.errors import BertforgeError
+from bertforge.finetune.tasks import TaskSpec
+from bertforge.params import parse, require
+
+Init = Literal["pretrained", "scratch"]
+
+
+@dataclass(frozen=True)
+class FinetuneParams:
+    """The ``finetune`` section of params.yaml (docs/finetune.md explains each knob).
+
+    `tasks` maps each task name to its `TaskSpec`; it is a plain mapping in YAML so that
+    dvc.yaml's ``foreach`` gives one ``finetune@<task>`` stage per key, and is parsed here.
+    """
+
+    tasks: dict[str, Any]
+    inits: list[Init] = field(default_factory=lambda: ["pretrained", "scratch"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    max_seq_length: int = 64
+    batch_size: int = 16
+    eval_batch_size: int = 256
+    epochs: int = 3
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: float | None = 1.0
+    strategy: Literal["full", "freeze", "head_only"] = "full"
+    frozen_layers: int = 0
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    early_stopping_patience: int | None = None
+    processes: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        require(len(self.tasks) >= 1, "tasks", "must name at least one task", self.tasks)
+        specs = {
+            str(name): spec
+            if isinstance(spec, TaskSpec)
+            else parse(TaskSpec, spec, f"tasks.{name}")
+            for name, spec in self.tasks.items()
+        }
+        object.__setattr__(self, "tasks", specs)
+        require(len(self.inits) >= 1, "inits", "must list at least one init", self.inits)
+        require(len(set(self.inits)) == len(self.inits), "inits", "must not repeat", self.inits)
+        require(len(self.seeds) >= 1, "seeds", "must list at least one seed", self.seeds)
+        require(len(set(self.seeds)) == len(self.seeds), "seeds", "must not repeat", self.seeds)
+        require(all(s >= 0 for s in self.seeds), "seeds", "must be non-negative", self.seeds)
+        require(
+            self.max_seq_length >= 8, "max_seq_length", "must be at least 8", self.max_seq_length
+        )
+        for name in ("batch_size", "eval_batch_size", "epochs"):
+            require(getattr(self, name) >= 1, name, "must be at least 1", getattr(self, name))
+        require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
+        require(self.weight_decay >= 0, "weight_decay", "must be non-negative", self.weight_decay)
+        require(
+            0 <= self.warmup_fraction < 1,
+            "warmup_fraction",
+            "must be in [0, 1)",
+            self.warmup_fraction,
+        )
+        require(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "max_grad_norm",
+            "must be positive or null (no clipping)",
+            self.max_grad_norm,
+        )
+        require(
+            self.frozen_layers >= 0, "frozen_layers", "must be non-negative", self.frozen_layers
+        )
+        require(
+            self.frozen_layers == 0 or self.strategy == "freeze",
+            "frozen_layers",
+            "must be 0 unless strategy is 'freeze'",
+            self.frozen_layers,
+        )
+        for name in ("hidden_dropout", "attention_dropout"):
+            require(0 <= getattr(self, name) < 1, name, "must be in [0, 1)", getattr(self, name))
+        require(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+            "early_stopping_patience",
+            "must be at least 1 or null (never stop early)",
+            self.early_stopping_patience,
+        )
+        require(
+            self.processes >= 0, "processes", "must be 0 (one per core) or more", self.processes
+        )
+        require(self.threads >= 0, "threads", "must be 0 (share the cores) or more", self.threads)
+
+    def task(self, name: str) -> TaskSpec:
+        """The spec of task `name`; an unknown name is a one-line error listing the known ones."""
+        if name not in self.tasks:
+            known = ", ".join(sorted(self.tasks))
+            raise BertforgeError(
+                f"params.yaml: finetune.tasks has no task {name!r} (known: {known})"
+            )
+        return self.tasks[name]
+
+    def for_task(self, name: str) -> dict[str, Any]:
+        """The params one ``finetune@<name>`` run depends on, for logging."""
+        values = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tasks"
+        }
+        return values | {"task": dataclasses.asdict(self.task(name))}

@@ -1,0 +1,42 @@
+"""FinetuneParams: task specs parsed, unknown tasks and bad combinations refused."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bertforge.errors import BertforgeError
+from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.tasks import TaskSpec
+from bertforge.params import load_params
+from tests.factories import tiny_finetune_params
+from tests.support import REPO_ROOT
+
+
+def test_params_parse_each_task_spec_and_name_a_bad_task_key(project):
+    _, specs = project
+    params = tiny_finetune_params(specs)
+    assert isinstance(params.task("sentiment"), TaskSpec)
+    bad = specs | {"broken": {"source": "embedded", "path": "x", "kind": "classification"}}
+    with pytest.raises(BertforgeError, match=r"^params.yaml: finetune.tasks.broken.text_columns"):
+        tiny_finetune_params(bad)
+
+
+def test_a_task_not_in_params_is_a_one_line_error_listing_the_known_tasks(project):
+    with pytest.raises(BertforgeError, match=r"has no task 'nosuch' \(known: sentiment, similar\)"):
+        tiny_finetune_params(project[1]).task("nosuch")
+
+
+def test_frozen_layers_need_the_freeze_strategy(project):
+    with pytest.raises(BertforgeError, match=r"finetune\.frozen_layers must be 0 unless"):
+        tiny_finetune_params(project[1], frozen_layers=1)
+
+
+def test_every_default_equals_the_value_in_params_yaml():
+    section = load_params(REPO_ROOT / "params.yaml")["finetune"]
+    for field in dataclasses.fields(FinetuneParams):
+        if field.default_factory is not dataclasses.MISSING:
+            assert section[field.name] == field.default_factory(), field.name
+        elif field.default is not dataclasses.MISSING:
+            assert section[field.name] == field.default, field.name
