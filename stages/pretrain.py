@@ -16,15 +16,10 @@ from pathlib import Path
 
 from bertforge.io import write_json_atomic
 from bertforge.params import flatten, load_section
-from bertforge.pretrain import (
-    PretrainParams,
-    PretrainPaths,
-    check_inputs,
-    default_processes,
-    launch_local_processes,
-    pretrain,
-    under_launcher,
-)
+from bertforge.pretrain.inputs import check_inputs
+from bertforge.pretrain.launch import launch_local_processes, under_launcher
+from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
+from bertforge.pretrain.train import pretrain
 from bertforge.stage import run_stage
 from bertforge.tracking import stage_run
 

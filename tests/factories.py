@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import math
 import random
-import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,28 +20,23 @@ import yaml
 from tokenizers import BertWordPieceTokenizer
 
 from bertforge.errors import BertforgeError
-from bertforge.evaluate import collect_results, evaluate_results
 from bertforge.examples.instances import TokenizedUnit
+from bertforge.examples.masking import MaskingRule, create_masked_lm_predictions
 from bertforge.examples.params import ExamplesParams
 from bertforge.examples.write import check_inputs, write_examples
 from bertforge.finetune.params import FinetuneParams
-from bertforge.finetune.summary import summarize_seeds
 from bertforge.finetune.tasks import TaskData, TaskSpec, load_task
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.pipeline import ingest
 from bertforge.ingest.sources import resolve_sources
-from bertforge.model import (
-    BertConfig,
-    BertForPreTraining,
-    BertForSequenceClassification,
-    save_pretrained,
-)
+from bertforge.model import BertConfig, BertForPreTraining, save_pretrained
 from bertforge.params import parse
-from bertforge.registry.summary import EvalSummary, MetricStat
-from bertforge.schemas import DOCUMENT_ARROW_SCHEMA, DOCUMENTS, validate
+from bertforge.pretrain.data import Collator, ExampleSplit
+from bertforge.pretrain.params import PretrainParams, PretrainPaths
+from bertforge.schemas import DOCUMENT_ARROW_SCHEMA, DOCUMENTS, examples_arrow_schema, validate
 from bertforge.shards import ShardWriter, iter_batches
 from bertforge.tokenizer import BERT_SPECIAL_TOKENS
-from bertforge.tokenizer.files import write_tokenizer
+from bertforge.tokenizer.files import vocab_digest, write_tokenizer
 from bertforge.vocab.params import VocabParams
 from bertforge.vocab.train import train_tokenizer
 from tests.support import REPO_ROOT
@@ -486,141 +477,198 @@ def copy_examples_project(project: Path, tmp_path: Path) -> Path:
     return copy
 
 
-# --- registry (helper RG): MLflow stores, the register stage's inputs, quick versions --------
+# --- pretrain ----------------------------------------------------------------------------------
+# A tiny tokenizer and data/examples written with pyarrow: the examples contract without running
+# the examples stage (a model with hidden size 32, 2 layers, sequences up to 32).
 
-REGISTRY_PRETRAIN_RUN_ID = "0123456789abcdef0123456789abcdef"
-REGISTRY_SEEDS = (0, 1)
-REGISTRY_INITS = ("pretrained", "scratch")
-TOKENIZER_FILES = (
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
+_PRETRAIN_WORDS_TEXT = (
+    "the a of and to in is was it for on with as by at from that this he she they we you cat "
+    "dog bird fish tree house river city road car boat king queen man woman child day night "
+    "sun moon star water fire stone wind rain snow red blue green white black old new big "
+    "small good bad runs sees eats makes takes goes comes says knows"
 )
+PRETRAIN_WORDS = _PRETRAIN_WORDS_TEXT.split()
+_LETTERS = list("abcdefghijklmnopqrstuvwxyz")
+PRETRAIN_VOCAB = [
+    *BERT_SPECIAL_TOKENS,
+    *PRETRAIN_WORDS,
+    *_LETTERS,
+    *[f"##{letter}" for letter in _LETTERS],
+    ".",
+    ",",
+]
+
+PRETRAIN_TINY_MODEL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 32,
+    "hidden_dropout_prob": 0.1,  # dropout draws from the per-rank generators a resume restores
+    "attention_probs_dropout_prob": 0.1,
+}
+PRETRAIN_TINY_PARAMS = {
+    "model": PRETRAIN_TINY_MODEL,
+    "processes": 1,
+    "zero_stage": 2,
+    "micro_batch_size": 8,
+    "global_batch_size": 16,
+    "lr": 0.002,
+    "warmup_steps": 2,
+    "max_steps": 6,
+    "checkpoint_every": 3,
+    "keep_checkpoints": 2,
+    "eval_batch_size": 16,
+    "log_every": 1,
+    "length_bucket_batches": 2,
+}
 
 
-@functools.cache
-def empty_store(base_temp: Path) -> Path:
-    """An MLflow sqlite store with its tables created, once per test session (migrations
-    take seconds); tests copy it."""
-    directory = base_temp / "mlflow-template"
-    directory.mkdir()
-    path = directory / "mlflow.db"
-    with contextlib.chdir(directory):
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+def write_pretrain_tokenizer(directory: Path) -> None:
+    """vocab.txt, tokenizer.json (BERT's WordPiece pipeline) and transformers' config files."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-
-def fresh_store(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    """A copy of the empty store for this test alone, set as MLFLOW_TRACKING_URI."""
-    path = tmp_path / "store" / "mlflow.db"
-    path.parent.mkdir()
-    shutil.copy(empty_store(tmp_path_factory.getbasetemp()), path)
-    uri = f"sqlite:///{path}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def seed_metrics(kind: str, quality: float) -> dict[str, float]:
-    """Plausible metrics of one seed, all rising with `quality`."""
-    if kind == "regression":
-        return {
-            "pearson": quality,
-            "spearman": quality - 0.01,
-            "mse": 1 - quality,
-            "score": quality,
-        }
-    return {"accuracy": quality, "matthews": 2 * quality - 1, "f1": quality, "score": quality}
-
-
-def build_register_project(
-    root: Path, qualities: dict[str, dict[int, float]] | None = None
-) -> Path:
-    """The inputs of the register stage, as the pipeline lays them out, in a git repo.
-
-    The pretrain export, fine-tuned seeds and the metrics files, written with the finetune and
-    evaluate modules' own summary functions so that their layout is the real one.
-    `qualities[task][seed]` sets each init=pretrained seed's metrics (scratch is 0.5); by default
-    seed 1 is the best on dev for every task.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    (root / ".dvc").mkdir(exist_ok=True)
-    export = make_tiny_export(root / "data/pretrained/model", hidden=16, layers=1)
-    (export / "lineage.json").write_text(json.dumps({"mlflow_run_id": REGISTRY_PRETRAIN_RUN_ID}))
-    specs = write_embedded_tasks(root, sizes=(8, 4, 4))
-    config = BertConfig.from_hf_dict(json.loads((export / "config.json").read_text()))
-    for name, spec in specs.items():
-        with contextlib.chdir(root):
-            task = load_task(name, parse(TaskSpec, spec, name))
-        task_dir = root / "data/finetuned" / name
-        task_dir.mkdir(parents=True)
-        (task_dir / "task.json").write_text(json.dumps(task.describe()))
-        num_labels = 1 if task.kind == "regression" else len(task.labels)
-        for init in REGISTRY_INITS:
-            for seed in REGISTRY_SEEDS:
-                seed_dir = task_dir / init / f"seed-{seed}"
-                torch.manual_seed(seed)
-                model = BertForSequenceClassification(config, num_labels, task.labels or None)
-                save_pretrained(model, seed_dir / "model")
-                for file in TOKENIZER_FILES:
-                    shutil.copy(export / file, seed_dir / "model" / file)
-                quality = (
-                    0.5
-                    if init == "scratch"
-                    else (qualities or {}).get(name, {}).get(seed, 0.7 + 0.1 * seed)
-                )
-                metrics = seed_metrics(task.kind, quality)
-                (seed_dir / "metrics.json").write_text(
-                    json.dumps(
-                        {"init": init, "seed": seed, "best_epoch": 1, "history": []}
-                        | {"dev": metrics, "test": metrics}
-                    )
-                )
-    inits, seeds = list(REGISTRY_INITS), list(REGISTRY_SEEDS)
-    results = collect_results(root / "data/finetuned", list(specs), inits, seeds)
-    (root / "metrics/finetune").mkdir(parents=True)
-    for name, (info, metrics) in results.items():
-        summary = summarize_seeds(info, metrics)
-        (root / f"metrics/finetune/{name}.json").write_text(json.dumps(summary))
-    evaluation = evaluate_results(results, inits, seeds, "test")
-    (root / "metrics/eval.json").write_text(json.dumps(evaluation))
-    params = {
-        "finetune": {"tasks": specs, "seeds": seeds, "max_seq_length": 32},
-        "evaluate": {"headline_split": "test"},
-        "register": {"encoder_model_name": "tiny-encoder", "task_model_name": "tiny-{task}"},
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(PRETRAIN_VOCAB) + "\n", encoding="utf-8")
+    vocab = {token: index for index, token in enumerate(PRETRAIN_VOCAB)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer.save(str(directory / "tokenizer.json"))
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "model_max_length": 32,
+        **{f"{name}_token": f"[{name.upper()}]" for name in ("unk", "sep", "pad", "cls", "mask")},
     }
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("/data/pretrained\n/data/finetuned\n/mlartifacts\n")
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=root, check=True)
+    (directory / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    special_map = {
+        f"{name}_token": f"[{name.upper()}]" for name in ("unk", "sep", "pad", "cls", "mask")
+    }
+    (directory / "special_tokens_map.json").write_text(json.dumps(special_map), encoding="utf-8")
+
+
+def pretrain_masking_rule() -> MaskingRule:
+    """Single-token masking of 15% (at most 5 a row) over `PRETRAIN_VOCAB`."""
+    ids = {token: index for index, token in enumerate(PRETRAIN_VOCAB)}
+    return MaskingRule(
+        masked_lm_prob=0.15,
+        max_predictions_per_seq=5,
+        vocab_size=len(PRETRAIN_VOCAB),
+        mask_id=ids["[MASK]"],
+        unmaskable_ids=(ids["[CLS]"], ids["[SEP]"]),
+    )
+
+
+def synthetic_pretrain_examples(count: int, seed: int, max_seq_length: int = 32) -> list[dict]:
+    """[CLS] A [SEP] B [SEP] rows of Zipf-distributed words, statically masked (15%)."""
+    rng = np.random.default_rng(seed)
+    ids = {token: index for index, token in enumerate(PRETRAIN_VOCAB)}
+    word_ids = np.array([ids[word] for word in PRETRAIN_WORDS])
+    zipf = 1.0 / np.arange(1, len(word_ids) + 1)
+    rule = pretrain_masking_rule()
+    rows = []
+    for _ in range(count):
+        length_a = int(rng.integers(2, 12))
+        length_b = int(rng.integers(1, max_seq_length - 3 - length_a + 1))
+        segment_a = rng.choice(word_ids, size=length_a, p=zipf / zipf.sum())
+        segment_b = rng.choice(word_ids, size=length_b, p=zipf / zipf.sum())
+        tokens = np.concatenate(
+            [[ids["[CLS]"]], segment_a, [ids["[SEP]"]], segment_b, [ids["[SEP]"]]]
+        )
+        masked, positions, labels = create_masked_lm_predictions(
+            tokens.astype(np.uint16), rule, rng
+        )
+        rows.append(
+            {
+                "input_ids": masked.astype(np.uint16),
+                "segment_b_start": 2 + length_a,
+                "masked_lm_positions": positions.astype(np.int16),
+                "masked_lm_ids": labels.astype(np.uint16),
+                "next_sentence_label": int(rng.integers(0, 2)),
+            }
+        )
+    return rows
+
+
+def write_pretrain_examples(
+    directory: Path, tokenizer_dir: Path, train: int = 128, heldout: int = 40
+) -> None:
+    """data/examples: two train shards and one held-out shard, and meta.json."""
+    schema = examples_arrow_schema(len(PRETRAIN_VOCAB))
+    counts = {"train": train, "heldout": heldout}
+    for split_index, (split, count) in enumerate(counts.items()):
+        rows = synthetic_pretrain_examples(count, seed=split_index)
+        (directory / split).mkdir(parents=True, exist_ok=True)
+        shards = [rows[: count // 2], rows[count // 2 :]] if split == "train" else [rows]
+        for index, shard in enumerate(shards):
+            table = pa.Table.from_pylist(shard, schema=schema)
+            pq.write_table(table, directory / split / f"part-{index:05d}.parquet")
+    ids = {token: index for index, token in enumerate(PRETRAIN_VOCAB)}
+    meta = {
+        "vocab_digest": vocab_digest(tokenizer_dir),
+        "vocab_size": len(PRETRAIN_VOCAB),
+        "id_dtype": "uint16",
+        "special_token_ids": {token: ids[token] for token in BERT_SPECIAL_TOKENS},
+        "instances": counts,
+        "dupe_factor": {"train": 1, "heldout": 1},
+        "max_seq_length": 32,
+        "masking": "static",
+        "nsp": True,
+        "whole_word_mask": False,
+        "max_predictions_per_seq": 5,
+        "masked_lm_prob": 0.15,
+        "short_seq_prob": 0.1,
+        "negative_pool_size": 10,
+        "random_seed": 0,
+    }
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def make_pretrain_project(root: Path, **overrides) -> Path:
+    """A directory the pretrain stage can run in: params.yaml, data/tokenizer, data/examples."""
+    write_pretrain_tokenizer(root / "data/tokenizer")
+    write_pretrain_examples(root / "data/examples", root / "data/tokenizer")
+    write_pretrain_params(root, **overrides)
     return root
 
 
-def run_register_stage(project: Path) -> int:
-    """Run stages/register.py in-process in `project`; its exit code."""
-    with contextlib.chdir(project):
-        try:
-            runpy.run_path(str(REPO_ROOT / "stages/register.py"), run_name="__main__")
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-    return 0
+def write_pretrain_params(root: Path, **overrides) -> dict:
+    params = {**PRETRAIN_TINY_PARAMS, **overrides}
+    (root / "params.yaml").write_text(yaml.safe_dump({"pretrain": params}), encoding="utf-8")
+    return params
 
 
-def eval_summary(mean: float, std: float = 0.01, metric: str = "accuracy") -> EvalSummary:
-    """Three seeds' summary with `metric` (primary) and f1 both at `mean` ± `std`."""
-    return EvalSummary(metric, {metric: MetricStat(mean, std), "f1": MetricStat(mean, std)}, 3)
+def pretrain_params(**overrides) -> PretrainParams:
+    return parse(PretrainParams, {**PRETRAIN_TINY_PARAMS, **overrides}, "params.yaml: pretrain")
 
 
-def add_version(name: str, summary: EvalSummary | None, tags: dict | None = None) -> str:
-    """A registered version with tags only (no model files): for promotion and CLI tests."""
-    client = mlflow.MlflowClient()
-    with contextlib.suppress(mlflow.exceptions.MlflowException):
-        client.create_registered_model(name)
-    all_tags = (summary.to_tags() if summary else {}) | (tags or {})
-    return client.create_model_version(name, "file:///nonexistent", tags=all_tags).version
+def pretrain_paths(root: Path) -> PretrainPaths:
+    return PretrainPaths(
+        examples=root / "data/examples",
+        tokenizer=root / "data/tokenizer",
+        checkpoints=root / "data/pretrained/checkpoints",
+        export=root / "data/pretrained/model",
+        train_log=root / "metrics/pretrain_log.tsv",
+    )
+
+
+def cpu_collator(
+    split: ExampleSplit, dynamic_masking: MaskingRule | None = None, seed: int = 0
+) -> Collator:
+    """The collator of the pretrain fixture examples on CPU ([PAD] 0, at most 5 predictions)."""
+    return Collator(
+        split,
+        pad_id=0,
+        max_predictions_per_seq=5,
+        device=torch.device("cpu"),
+        dynamic_masking=dynamic_masking,
+        seed=seed,
+        mask_domain=0,
+    )

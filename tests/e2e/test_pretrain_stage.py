@@ -2,7 +2,7 @@
 and a resume, the export in transformers, and the one-line failures.
 
 Each test runs stages/pretrain.py as a subprocess in a fixture project (tiny tokenizer and
-examples from test_pretrain.py; a model with hidden size 32, 2 layers, sequences up to 32).
+examples from tests.factories; a model with hidden size 32, 2 layers, sequences up to 32).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.test_pretrain import VOCAB, write_fixture_project, write_params
 
 from bertforge.schemas import examples_arrow_schema
+from tests.factories import PRETRAIN_VOCAB, make_pretrain_project, write_pretrain_params
+from tests.support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE = REPO_ROOT / "stages/pretrain.py"
 TWO_PROCESSES = {"processes": 2, "max_steps": 24, "checkpoint_every": 8, "log_every": 4}
 LAUNCHER_VARIABLES = (
@@ -72,7 +72,7 @@ def assert_succeeded(result: subprocess.CompletedProcess) -> None:
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Path) -> Path:
     """An uninterrupted ZeRO-3 run on two processes: the reference of the resume test."""
-    root = write_fixture_project(tmp_path_factory.mktemp("zero3"), zero_stage=3, **TWO_PROCESSES)
+    root = make_pretrain_project(tmp_path_factory.mktemp("zero3"), zero_stage=3, **TWO_PROCESSES)
     assert_succeeded(run_pretrain(root, mlflow_store))
     return root
 
@@ -116,7 +116,7 @@ def test_zero3_on_two_processes_exports_the_gathered_fp32_weights_for_transforme
 
 
 def test_resume_after_kill_gives_identical_weights(zero3_run, tmp_path: Path, mlflow_store):
-    root = write_fixture_project(tmp_path, zero_stage=3, **TWO_PROCESSES)
+    root = make_pretrain_project(tmp_path, zero_stage=3, **TWO_PROCESSES)
     checkpoints = root / "data/pretrained/checkpoints"
     job = subprocess.Popen(
         [sys.executable, str(STAGE)],
@@ -151,7 +151,7 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
 ):
     from transformers import BertForPreTraining
 
-    root = write_fixture_project(tmp_path, zero_stage=2, **TWO_PROCESSES)
+    root = make_pretrain_project(tmp_path, zero_stage=2, **TWO_PROCESSES)
     assert_succeeded(run_pretrain(root, mlflow_store))
     export = root / "data/pretrained/model"
     _, report = BertForPreTraining.from_pretrained(export, output_loading_info=True)
@@ -189,8 +189,9 @@ def assert_one_line_failure(result: subprocess.CompletedProcess, message: str) -
 def corrupt_token_id(root: Path) -> None:
     shard = root / "data/examples/train/part-00001.parquet"
     rows = pq.read_table(shard).to_pylist()
-    rows[3]["masked_lm_ids"][0] = len(VOCAB)
-    pq.write_table(pa.Table.from_pylist(rows, schema=examples_arrow_schema(len(VOCAB))), shard)
+    rows[3]["masked_lm_ids"][0] = len(PRETRAIN_VOCAB)
+    schema = examples_arrow_schema(len(PRETRAIN_VOCAB))
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), shard)
 
 
 def change_tokenizer(root: Path) -> None:
@@ -202,7 +203,7 @@ BAD_INPUTS = {
     "ids_beyond_vocab": (
         corrupt_token_id,
         {},
-        f"part-00001.parquet: row 3 has token id {len(VOCAB)} in masked_lm_ids",
+        f"part-00001.parquet: row 3 has token id {len(PRETRAIN_VOCAB)} in masked_lm_ids",
     ),
     "tokenizer_mismatch": (
         change_tokenizer,
@@ -232,10 +233,10 @@ def test_bad_input_is_one_line_exit_2_and_keeps_the_previous_export(
     tmp_path: Path, mlflow_store: Path, case: str
 ):
     corrupt, params, message = BAD_INPUTS[case]
-    root = write_fixture_project(tmp_path)
+    root = make_pretrain_project(tmp_path)
     if corrupt is not None:
         corrupt(root)
-    write_params(root, **params)
+    write_pretrain_params(root, **params)
     export = previous_export(root)
     assert_one_line_failure(run_pretrain(root, mlflow_store), message)
     assert [path.name for path in export.iterdir()] == ["config.json"]
@@ -244,7 +245,7 @@ def test_bad_input_is_one_line_exit_2_and_keeps_the_previous_export(
 def test_nonfinite_losses_in_a_row_stop_both_processes_with_one_line_and_no_export(
     tmp_path: Path, mlflow_store: Path
 ):
-    root = write_fixture_project(
+    root = make_pretrain_project(
         tmp_path, processes=2, lr=1e30, max_steps=12, max_nonfinite_in_a_row=3
     )
     export = previous_export(root)

@@ -1,0 +1,144 @@
+"""The engine: joining the job, the optimizer, the learning-rate schedule, the DeepSpeed config.
+
+`deepspeed.initialize` gets a config dict built from the params (`deepspeed_config`) and our own
+optimizer: torch's AdamW (fused on GPU) or DeepSpeed's FusedLamb (GPU), over BERT's two
+weight-decay groups, made `skippable` so a non-finite loss can cancel an update. The learning
+rate is ours too: the loop sets `learning_rate(params, step)` before every optimizer step.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bertforge.model import BertForPreTraining, optimizer_parameter_groups
+from bertforge.pretrain.launch import free_port
+from bertforge.pretrain.params import PretrainParams
+
+
+@dataclass(frozen=True)
+class Topology:
+    """This process's place in the job."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def start_distributed() -> Topology:
+    """Join the job (gloo on CPU, nccl on GPU); a lone process is a job of one."""
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    for name, value in (
+        ("RANK", "0"),
+        ("LOCAL_RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("MASTER_ADDR", "127.0.0.1"),
+    ):
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    import deepspeed
+    from deepspeed.utils import logger as deepspeed_logger
+
+    deepspeed_logger.setLevel("ERROR")  # its progress chatter; our own bar says enough
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    return Topology(
+        rank=torch.distributed.get_rank(),
+        local_rank=local_rank,
+        world_size=torch.distributed.get_world_size(),
+        device=device,
+    )
+
+
+def learning_rate(params: PretrainParams, step: int) -> float:
+    """The learning rate of optimizer step `step` (1-based, up to `max_steps`); never zero."""
+    # 1) linear warmup for warmup_steps steps, from lr / warmup_steps up to lr
+    if step <= params.warmup_steps:
+        return params.lr * step / params.warmup_steps
+    # 2) then decay to lr / (steps left) at the last step: linear, or polynomial with decay_power
+    decay_steps = params.max_steps - params.warmup_steps
+    remaining = (params.max_steps - step + 1) / decay_steps
+    power = params.decay_power if params.decay == "polynomial" else 1.0
+    return params.lr * remaining**power
+
+
+def skippable(optimizer_cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """`optimizer_cls` whose next `step` can be cancelled: how a non-finite loss skips an update.
+
+    DeepSpeed drives the optimizer (on ZeRO's flat partitions); setting `skip_next_step` before
+    the boundary `engine.step()` makes that step a no-op for weights and optimizer state on every
+    ZeRO stage and precision alike, while DeepSpeed still clears the gradients.
+    """
+
+    class SkippableOptimizer(optimizer_cls):  # type: ignore[valid-type, misc]
+        skip_next_step = False
+
+        def step(self, closure: Callable[[], float] | None = None) -> Any:
+            if self.skip_next_step:
+                return None
+            return super().step(closure)
+
+    SkippableOptimizer.__name__ = f"Skippable{optimizer_cls.__name__}"
+    return SkippableOptimizer
+
+
+def make_optimizer(
+    model: torch.nn.Module, params: PretrainParams, device_type: str
+) -> torch.optim.Optimizer:
+    # no decay on biases and LayerNorm weights
+    groups = optimizer_parameter_groups(model, params.weight_decay)
+    betas = (params.betas[0], params.betas[1])
+    if params.optimizer == "lamb":
+        from deepspeed.ops.lamb import FusedLamb
+
+        return skippable(FusedLamb)(groups, lr=params.lr, betas=betas, eps=params.eps)
+    fused = {"fused": True} if device_type == "cuda" else {}
+    return skippable(torch.optim.AdamW)(groups, lr=params.lr, betas=betas, eps=params.eps, **fused)
+
+
+def deepspeed_config(params: PretrainParams, accumulation: int) -> dict[str, Any]:
+    """The DeepSpeed config of these params (the optimizer and the schedule are ours)."""
+    # the DeepSpeed config: batch shape, ZeRO stage, clipping and mixed precision
+    return {
+        "train_batch_size": params.global_batch_size,
+        "train_micro_batch_size_per_gpu": params.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": params.gradient_clipping,  # clip the global gradient norm
+        "zero_optimization": {"stage": params.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "bf16": {"enabled": params.precision == "bf16"},
+        "fp16": {"enabled": params.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+def build_engine(
+    model: BertForPreTraining, params: PretrainParams, accumulation: int, device: torch.device
+) -> tuple[Any, torch.optim.Optimizer]:
+    """The DeepSpeed engine and the optimizer it drives (kept to set rates and cancel steps)."""
+    import deepspeed
+
+    optimizer = make_optimizer(model, params, device.type)
+    config = deepspeed_config(params, accumulation)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    if params.compile:
+        engine.compile(compile_kwargs={"dynamic": True})
+    return engine, optimizer

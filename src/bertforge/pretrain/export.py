@@ -1,0 +1,48 @@
+"""The export: the float32 master weights, gathered from any ZeRO stage, written in
+transformers' layout (config.json, model.safetensors) with the tokenizer files, atomically."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.model import BertForPreTraining, save_pretrained
+
+
+def consolidated_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The float32 master weights, whole, on CPU, whatever the ZeRO stage and precision.
+
+    Collective under ZeRO-3 (each parameter is gathered from its shards): every rank calls it,
+    in the same order. Under ZeRO-1/2 and bf16 the optimizer's float32 copy is used, not the
+    16-bit working weights; without ZeRO in float32 the parameters are the master weights.
+    """
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    state: dict[str, torch.Tensor] = {}
+    for name, parameter in module.named_parameters():
+        full = safe_get_full_fp32_param(parameter)
+        state[name] = (parameter if full is None else full).detach().float().cpu().clone()
+    for name, buffer in module.named_buffers():
+        state[name] = buffer.detach().cpu().clone()
+    return state
+
+
+def export_pretrained(
+    module: BertForPreTraining,
+    state: Mapping[str, torch.Tensor],
+    tokenizer_dir: Path,
+    export_dir: Path,
+    lineage: Mapping[str, Any],
+) -> None:
+    """(rank 0) config.json + model.safetensors + the tokenizer files + lineage.json, atomically."""
+    with atomic_directory(export_dir) as staging:
+        save_pretrained(module, staging, state_dict=state)
+        for path in sorted(Path(tokenizer_dir).iterdir()):
+            if path.is_file():
+                shutil.copyfile(path, staging / path.name)
+        write_json_atomic(staging / "lineage.json", dict(lineage))

@@ -1,0 +1,208 @@
+"""What the run reports while it trains: the progress bar, the training log (the DVC plot) and
+MLflow's per-step metrics, with throughput and MFU against the measured matmul peak."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bertforge.constants import IGNORE_INDEX
+from bertforge.io import replace_path
+from bertforge.model import BertConfig, flops_per_token
+from bertforge.pretrain.params import PretrainParams
+from bertforge.pretrain.step import STATS, StepResult
+
+MetricsLogger = Callable[[Mapping[str, float], int], None]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingLog:
+    """Rows of per-step metrics (the DVC plot), kept with the checkpoints so a resume continues."""
+
+    COLUMNS = (
+        "step",
+        "loss",
+        "mlm_loss",
+        "nsp_loss",
+        "mlm_accuracy",
+        "nsp_accuracy",
+        "lr",
+        "grad_norm",
+        "tokens_per_s",
+        "mfu",
+        "nonfinite_steps",
+    )
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def continue_from(self, step: int) -> TrainingLog:
+        """Keep the rows up to `step` (the checkpoint resumed; none for a fresh run)."""
+        kept = ["\t".join(self.COLUMNS) + "\n"]
+        if step > 0 and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines()[1:]:
+                if line and int(line.split("\t", 1)[0]) <= step:
+                    kept.append(line + "\n")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(kept), encoding="utf-8")
+        return self
+
+    def append(self, row: Mapping[str, float]) -> None:
+        values = [
+            f"{row[name]:.6g}" if name != "step" else str(int(row[name])) for name in self.COLUMNS
+        ]
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("\t".join(values) + "\n")
+
+    def last_row(self) -> dict[str, float]:
+        """The newest row (also one written before a resume), or {} when there is none."""
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        if len(lines) < 2:
+            return {}
+        return dict(zip(self.COLUMNS, map(float, lines[-1].split("\t")), strict=True))
+
+    def publish(self, destination: Path) -> None:
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = destination.parent / f".{destination.name}.tmp-{os.getpid()}"
+        shutil.copyfile(self.path, staging)
+        replace_path(staging, destination)
+
+
+class StepLogger:
+    """Sums the steps between log rows into a row: progress bar, training log, MLflow (rank 0).
+
+    Throughput counts real (non-padding) tokens of all ranks; MFU divides the model FLOPs of
+    those tokens (`bertforge.model.flops_per_token`) by the measured matmul peak of all ranks.
+    """
+
+    def __init__(
+        self,
+        params: PretrainParams,
+        start_step: int,
+        log: TrainingLog | None,
+        log_metrics: MetricsLogger | None,
+        peak_flops: float,
+    ) -> None:
+        self.every = params.log_every
+        self.max_steps = params.max_steps
+        self.log = log
+        self.log_metrics = log_metrics if log is not None else None
+        self.peak_flops = peak_flops
+        self.window = dict.fromkeys(STATS, 0.0)
+        self.started = self.window_started = time.perf_counter()
+        self.tokens = self.flops = 0.0
+        self.bar = tqdm(
+            total=params.max_steps,
+            initial=start_step,
+            desc="pretrain",
+            unit="step",
+            disable=log is None,
+            file=sys.stderr,
+        )
+
+    def add(self, step: int, result: StepResult, lr: float, nonfinite_total: int) -> None:
+        """Account step `step` (1-based); every `log_every` steps, emit a row."""
+        for key, value in result.sums.items():
+            self.window[key] += value
+        self.tokens += result.sums["tokens"]
+        self.flops += result.sums["flops"]
+        self.bar.update(1)
+        if step % self.every and step != self.max_steps:
+            return
+        elapsed = time.perf_counter() - self.window_started
+        row = log_row(
+            step, self.window, lr, result.grad_norm, elapsed, self.peak_flops, nonfinite_total
+        )
+        self.bar.set_postfix(
+            loss=f"{row['loss']:.3f}", mlm_acc=f"{row['mlm_accuracy']:.3f}", lr=f"{lr:.2e}"
+        )
+        if self.log is not None:
+            self.log.append(row)
+        if self.log_metrics is not None:
+            self.log_metrics({key: value for key, value in row.items() if key != "step"}, step)
+        self.window = dict.fromkeys(STATS, 0.0)
+        self.window_started = time.perf_counter()
+
+    def close(self) -> dict[str, float]:
+        """Throughput of this invocation's training."""
+        self.bar.close()
+        seconds = time.perf_counter() - self.started
+        flops_per_s = self.flops / seconds if self.flops else 0.0
+        return {
+            "seconds": seconds,
+            "tokens_per_s": self.tokens / seconds if self.tokens else 0.0,
+            "flops_per_s": flops_per_s,
+            "mfu": flops_per_s / self.peak_flops,
+            "peak_flops_per_s": self.peak_flops,
+        }
+
+
+def log_row(
+    step: int,
+    window: Mapping[str, float],
+    lr: float,
+    grad_norm: float,
+    elapsed: float,
+    peak_flops: float,
+    nonfinite_total: int,
+) -> dict[str, float]:
+    """One row of the training log from the sums of the steps since the last row."""
+    batches = max(window["micro_batches"] - window["nonfinite"], 1)
+    return {
+        "step": step,
+        "loss": window["loss"] / batches,
+        "mlm_loss": window["mlm_loss"] / batches,
+        "nsp_loss": window["nsp_loss"] / batches,
+        "mlm_accuracy": window["mlm_correct"] / max(window["mlm_total"], 1),
+        "nsp_accuracy": window["nsp_correct"] / max(window["nsp_total"], 1),
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens_per_s": window["tokens"] / elapsed,
+        "mfu": window["flops"] / elapsed / peak_flops,
+        "nonfinite_steps": nonfinite_total,
+    }
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, trials: int = 5) -> float:
+    """FLOP/s of a large dense matmul on this process's device: the ceiling MFU is taken against.
+
+    The best of a few short trials, so that a moment of contention does not lower the ceiling.
+    """
+    size = 4096 if device.type == "cuda" else 512
+    generator = torch.Generator(device).manual_seed(0)  # leaves the global (dropout) RNG alone
+    a = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    b = torch.randn(size, size, device=device, dtype=dtype, generator=generator)
+    best = 0.0
+    for _ in range(trials + 1):  # the first trial warms up
+        start, iterations = time.perf_counter(), 0
+        while iterations < 3 or time.perf_counter() - start < 0.1:
+            torch.matmul(a, b)
+            iterations += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        best = max(best, 2 * size**3 * iterations / (time.perf_counter() - start))
+    return best
+
+
+def job_peak_flops(device: torch.device, precision: str) -> float:
+    """The matmul peak of all ranks together (`measure_matmul_peak`, all-reduced)."""
+    peak = torch.tensor(
+        measure_matmul_peak(device, DTYPES[precision]), dtype=torch.float64, device=device
+    )
+    torch.distributed.all_reduce(peak)
+    return float(peak)
+
+
+def batch_flops(config: BertConfig, batch: Mapping[str, torch.Tensor]) -> float:
+    """Model FLOPs of a micro-batch's real (non-padding) tokens."""
+    tokens = float(batch["attention_mask"].sum())
+    masked = float((batch["masked_lm_ids"] != IGNORE_INDEX).sum())
+    return flops_per_token(config, batch["input_ids"].shape[1], masked / tokens) * tokens

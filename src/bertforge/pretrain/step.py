@@ -1,0 +1,95 @@
+"""One optimizer step: forward/backward over the accumulation micro-batches, then the update,
+cancelled on every rank alike when a loss anywhere was not finite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+STATS = (
+    "loss",
+    "mlm_loss",
+    "nsp_loss",
+    "mlm_correct",
+    "mlm_total",
+    "nsp_correct",
+    "nsp_total",
+    "tokens",
+    "flops",
+    "micro_batches",
+    "nonfinite",
+)
+
+
+@dataclass
+class StepResult:
+    """Sums over the step's micro-batches and ranks, and what happened to the update."""
+
+    sums: dict[str, float]
+    grad_norm: float
+    skipped: bool
+
+
+def train_step(
+    engine: Any,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Sequence[Mapping[str, torch.Tensor]],
+    lr: float,
+    flops_of: Callable[[Mapping[str, torch.Tensor]], float],
+) -> StepResult:
+    """One optimizer step over `micro_batches`, skipped on every rank if any loss is not finite.
+
+    The step's sums are all-reduced once, after the last backward and before the boundary
+    `engine.step()`; a non-finite loss anywhere cancels the optimizer step everywhere, so the
+    ranks stay identical. DeepSpeed's own overflow detection (non-finite gradients under ZeRO)
+    also counts as skipped, except with fp16, where skipping is loss scaling at work.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    sums = torch.zeros(len(STATS), dtype=torch.float64, device=engine.device)
+    grad_norm = None
+    for index, batch in enumerate(micro_batches):
+        output = engine(**batch)
+        finite = torch.isfinite(output.loss)
+        sums += torch.stack(
+            [
+                torch.where(finite, output.loss.detach(), 0.0).double(),
+                torch.where(finite, output.mlm_loss.detach(), 0.0).double(),
+                torch.where(finite, output.nsp_loss.detach(), 0.0).double(),
+                output.mlm_correct.double(),
+                output.mlm_total.double(),
+                output.nsp_correct.double(),
+                output.nsp_total.double(),
+                batch["attention_mask"].sum().double(),
+                torch.tensor(flops_of(batch), dtype=torch.float64, device=engine.device),
+                torch.tensor(1.0, dtype=torch.float64, device=engine.device),
+                (~finite).double(),
+            ]
+        )
+        engine.backward(output.loss)
+        if index == len(micro_batches) - 1:
+            torch.distributed.all_reduce(sums)
+            # a non-finite loss on any rank cancels the update on every rank
+            optimizer.skip_next_step = bool(sums[STATS.index("nonfinite")] > 0)
+            if not (
+                engine.zero_optimization() or engine.bfloat16_enabled() or engine.fp16_enabled()
+            ):
+                grad_norm = gradient_norm(engine.module)
+        skipped_before = engine.skipped_steps
+        engine.step()  # at the boundary: clip the gradient norm (deepspeed_config), update
+    overflowed = engine.skipped_steps > skipped_before and not engine.fp16_enabled()
+    skipped = optimizer.skip_next_step or overflowed
+    optimizer.skip_next_step = False
+    if grad_norm is None:
+        norm = engine.get_global_grad_norm()
+        grad_norm = float(norm) if norm is not None else float("nan")
+    return StepResult(dict(zip(STATS, sums.tolist(), strict=True)), grad_norm, skipped)
+
+
+def gradient_norm(module: torch.nn.Module) -> float:
+    """L2 norm of all gradients (ZeRO-0 keeps whole, already averaged gradients)."""
+    norms = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0

@@ -1,0 +1,221 @@
+"""The run, which every rank calls: train (or resume), evaluate, export (`pretrain`).
+
+`train` is the loop: each step reads its micro-batches from the `BatchPlan`, sets the learning
+rate, runs `train_step`, reports, evaluates every `eval_every` steps and checkpoints every
+`checkpoint_every`; `max_nonfinite_in_a_row` skipped steps stop the run.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertforge.errors import BertforgeError
+from bertforge.model import BertForPreTraining, count_parameters
+from bertforge.pretrain.checkpoint import CheckpointStore, Progress
+from bertforge.pretrain.data import BatchPlan, Collator, ExampleSplit, masking_rule
+from bertforge.pretrain.engine import Topology, build_engine, learning_rate, start_distributed
+from bertforge.pretrain.evaluation import (
+    eval_batches,
+    evaluate,
+    unigram_counts,
+    unigram_log_probabilities,
+)
+from bertforge.pretrain.export import consolidated_state_dict, export_pretrained
+from bertforge.pretrain.inputs import PretrainInputs
+from bertforge.pretrain.params import PretrainParams, PretrainPaths
+from bertforge.pretrain.progress import MetricsLogger, StepLogger, batch_flops, job_peak_flops
+from bertforge.pretrain.rng import HELDOUT_MASK, MASK, seed_generators
+from bertforge.pretrain.step import train_step
+
+
+@dataclass
+class TrainingData:
+    """The examples as the loop reads them: the batch plan, collators, held-out batches."""
+
+    plan: BatchPlan
+    train: Collator
+    heldout: Collator
+    heldout_batches: list[tuple[np.ndarray, bool]]
+    unigram_log_probs: torch.Tensor
+
+    @classmethod
+    def load(
+        cls,
+        params: PretrainParams,
+        inputs: PretrainInputs,
+        paths: PretrainPaths,
+        topology: Topology,
+    ) -> TrainingData:
+        meta = inputs.meta
+        train = ExampleSplit.load(paths.examples / "train")
+        heldout = ExampleSplit.load(paths.examples / "heldout")
+        masking = masking_rule(meta, paths.tokenizer) if meta["masking"] == "dynamic" else None
+        common = {
+            "pad_id": inputs.special_ids["[PAD]"],
+            "max_predictions_per_seq": meta["max_predictions_per_seq"],
+            "device": topology.device,
+            "dynamic_masking": masking,
+            "seed": params.seed,
+            "pad_multiple": 8 if topology.device.type == "cuda" else 1,  # tensor-core tiles
+        }
+        plan = BatchPlan(
+            train.lengths,
+            seed=params.seed,
+            world_size=topology.world_size,
+            micro_batch_size=params.micro_batch_size,
+            accumulation=inputs.accumulation,
+            window=params.length_bucket_batches,
+        )
+        return cls(
+            plan=plan,
+            train=Collator(train, mask_domain=MASK, **common),
+            heldout=Collator(heldout, mask_domain=HELDOUT_MASK, **common),
+            heldout_batches=eval_batches(
+                heldout.lengths, params.eval_batch_size, topology.rank, topology.world_size
+            ),
+            unigram_log_probs=unigram_log_probabilities(
+                unigram_counts(train, meta), topology.device
+            ),
+        )
+
+    def evaluate(self, engine: Any) -> dict[str, float]:
+        return evaluate(engine, self.heldout, self.heldout_batches, self.unigram_log_probs)
+
+
+def pretrain(
+    params: PretrainParams,
+    inputs: PretrainInputs,
+    paths: PretrainPaths,
+    log_metrics: MetricsLogger | None = None,
+    lineage: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Train (or resume), evaluate, export. Returns the summary metrics on rank 0, else None.
+
+    Every rank calls this. `log_metrics(metrics, step)` receives the per-step metrics (rank 0);
+    `lineage` goes into the export's lineage.json (e.g. the MLflow run id).
+    """
+    topology = start_distributed()
+    if topology.world_size != inputs.world_size:
+        raise BertforgeError(
+            f"the job has {topology.world_size} processes, but its inputs were checked for "
+            f"{inputs.world_size}"
+        )
+    torch.manual_seed(params.seed)  # the same initial weights on every rank
+    model = BertForPreTraining(inputs.config)
+    parameters = count_parameters(model)  # before ZeRO-3 partitions them away
+    seed_generators(params.seed, topology.rank)
+    engine, optimizer = build_engine(model, params, inputs.accumulation, topology.device)
+    store = CheckpointStore(paths.checkpoints)
+    progress = store.resume(engine, inputs.fingerprint, topology)
+    start_step = progress.step
+    data = TrainingData.load(params, inputs, paths, topology)
+
+    throughput = train(
+        params, inputs, engine, optimizer, data, store, progress, topology, log_metrics
+    )
+    if throughput is None:
+        return None  # stopped on non-finite steps; rank 0 raised
+    heldout = data.evaluate(engine)
+    state = consolidated_state_dict(engine.module)
+    if not topology.is_main:
+        return None
+    export_pretrained(
+        engine.module,
+        state,
+        paths.tokenizer,
+        paths.export,
+        {
+            **(lineage or {}),
+            "vocab_digest": inputs.vocab_digest,
+            "examples_digest": inputs.examples_digest,
+            "steps": params.max_steps,
+        },
+    )
+    log = store.training_log()
+    log.publish(paths.train_log)
+    final = log.last_row()
+    return {
+        "heldout": heldout,
+        "train": {
+            "steps": params.max_steps,
+            "steps_this_run": params.max_steps - start_step,
+            "resumed_from_step": start_step,
+            "examples_seen": params.max_steps * data.plan.global_batch_size,
+            "epochs": params.max_steps / data.plan.steps_per_epoch,
+            "nonfinite_steps": progress.nonfinite_total,
+            "final_loss": final.get("loss"),
+            "final_mlm_accuracy": final.get("mlm_accuracy"),
+            **throughput,
+        },
+        "model": {
+            "parameters": parameters,
+            "processes": topology.world_size,
+            "device": topology.device.type,
+        },
+    }
+
+
+def train(
+    params: PretrainParams,
+    inputs: PretrainInputs,
+    engine: Any,
+    optimizer: torch.optim.Optimizer,
+    data: TrainingData,
+    store: CheckpointStore,
+    progress: Progress,
+    topology: Topology,
+    log_metrics: MetricsLogger | None,
+) -> dict[str, float] | None:
+    """The loop from `progress.step` to `max_steps`; returns this invocation's throughput.
+
+    Stops after `max_nonfinite_in_a_row` skipped steps: rank 0 raises the one-line error, the
+    other ranks return None.
+    """
+    peak_flops = job_peak_flops(topology.device, params.precision)
+    log = store.training_log() if topology.is_main else None
+    logger = StepLogger(params, progress.step, log, log_metrics, peak_flops)
+    flops_of = functools.partial(batch_flops, inputs.config)
+    engine.train()
+    for step in range(progress.step, params.max_steps):
+        epoch = data.plan.epoch_of(step)
+        indices = data.plan.micro_batches(step, topology.rank)
+        lr = learning_rate(params, step + 1)
+        result = train_step(
+            engine, optimizer, [data.train(i, epoch) for i in indices], lr, flops_of
+        )
+        progress.advance(result.skipped)
+        logger.add(progress.step, result, lr, progress.nonfinite_total)
+        if progress.nonfinite_in_a_row >= params.max_nonfinite_in_a_row:
+            logger.close()
+            if not topology.is_main:
+                return None
+            raise nonfinite_error(progress, params, store)
+        at_end = progress.step == params.max_steps
+        if params.eval_every and progress.step % params.eval_every == 0 and not at_end:
+            heldout = data.evaluate(engine)
+            if log_metrics is not None and topology.is_main:
+                log_metrics(
+                    {f"heldout_{key}": value for key, value in heldout.items()}, progress.step
+                )
+        if progress.step % params.checkpoint_every == 0 or at_end:
+            state = progress.trainer_state(data.plan, params, inputs.fingerprint)
+            store.save(engine, progress.step, state, topology, params.keep_checkpoints)
+    return logger.close()
+
+
+def nonfinite_error(
+    progress: Progress, params: PretrainParams, store: CheckpointStore
+) -> BertforgeError:
+    return BertforgeError(
+        f"pretrain: the loss or gradients were not finite for "
+        f"{progress.nonfinite_in_a_row} steps in a row (steps "
+        f"{progress.step + 1 - progress.nonfinite_in_a_row}-{progress.step}, none of "
+        f"them applied); lower pretrain.lr (now {params.lr:g}) or check the examples; "
+        f"the last good checkpoint is in {store.directory}"
+    )
