@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
 import random
+import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,19 +24,27 @@ import yaml
 from tokenizers import BertWordPieceTokenizer
 
 from bertforge.errors import BertforgeError
+from bertforge.evaluate import collect_results, evaluate_results
 from bertforge.examples.instances import TokenizedUnit
 from bertforge.examples.masking import MaskingRule, create_masked_lm_predictions
 from bertforge.examples.params import ExamplesParams
 from bertforge.examples.write import check_inputs, write_examples
 from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.summary import summarize_seeds
 from bertforge.finetune.tasks import TaskData, TaskSpec, load_task
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.pipeline import ingest
 from bertforge.ingest.sources import resolve_sources
-from bertforge.model import BertConfig, BertForPreTraining, save_pretrained
+from bertforge.model import (
+    BertConfig,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    save_pretrained,
+)
 from bertforge.params import parse
 from bertforge.pretrain.data import Collator, ExampleSplit
 from bertforge.pretrain.params import PretrainParams, PretrainPaths
+from bertforge.registry.summary import EvalSummary, MetricStat
 from bertforge.schemas import DOCUMENT_ARROW_SCHEMA, DOCUMENTS, examples_arrow_schema, validate
 from bertforge.shards import ShardWriter, iter_batches
 from bertforge.tokenizer import BERT_SPECIAL_TOKENS
@@ -475,6 +487,146 @@ def copy_examples_project(project: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "broken"
     shutil.copytree(project / "data", copy / "data")
     return copy
+
+
+# --- registry (helper RG): MLflow stores, the register stage's inputs, quick versions --------
+
+REGISTRY_PRETRAIN_RUN_ID = "0123456789abcdef0123456789abcdef"
+REGISTRY_SEEDS = (0, 1)
+REGISTRY_INITS = ("pretrained", "scratch")
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+
+@functools.cache
+def empty_store(base_temp: Path) -> Path:
+    """An MLflow sqlite store with its tables created, once per test session (migrations
+    take seconds); tests copy it."""
+    directory = base_temp / "mlflow-template"
+    directory.mkdir()
+    path = directory / "mlflow.db"
+    with contextlib.chdir(directory):
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def fresh_store(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A copy of the empty store for this test alone, set as MLFLOW_TRACKING_URI."""
+    path = tmp_path / "store" / "mlflow.db"
+    path.parent.mkdir()
+    shutil.copy(empty_store(tmp_path_factory.getbasetemp()), path)
+    uri = f"sqlite:///{path}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def seed_metrics(kind: str, quality: float) -> dict[str, float]:
+    """Plausible metrics of one seed, all rising with `quality`."""
+    if kind == "regression":
+        return {
+            "pearson": quality,
+            "spearman": quality - 0.01,
+            "mse": 1 - quality,
+            "score": quality,
+        }
+    return {"accuracy": quality, "matthews": 2 * quality - 1, "f1": quality, "score": quality}
+
+
+def build_register_project(
+    root: Path, qualities: dict[str, dict[int, float]] | None = None
+) -> Path:
+    """The inputs of the register stage, as the pipeline lays them out, in a git repo.
+
+    The pretrain export, fine-tuned seeds and the metrics files, written with the finetune and
+    evaluate modules' own summary functions so that their layout is the real one.
+    `qualities[task][seed]` sets each init=pretrained seed's metrics (scratch is 0.5); by default
+    seed 1 is the best on dev for every task.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".dvc").mkdir(exist_ok=True)
+    export = make_tiny_export(root / "data/pretrained/model", hidden=16, layers=1)
+    (export / "lineage.json").write_text(json.dumps({"mlflow_run_id": REGISTRY_PRETRAIN_RUN_ID}))
+    specs = write_embedded_tasks(root, sizes=(8, 4, 4))
+    config = BertConfig.from_hf_dict(json.loads((export / "config.json").read_text()))
+    for name, spec in specs.items():
+        with contextlib.chdir(root):
+            task = load_task(name, parse(TaskSpec, spec, name))
+        task_dir = root / "data/finetuned" / name
+        task_dir.mkdir(parents=True)
+        (task_dir / "task.json").write_text(json.dumps(task.describe()))
+        num_labels = 1 if task.kind == "regression" else len(task.labels)
+        for init in REGISTRY_INITS:
+            for seed in REGISTRY_SEEDS:
+                seed_dir = task_dir / init / f"seed-{seed}"
+                torch.manual_seed(seed)
+                model = BertForSequenceClassification(config, num_labels, task.labels or None)
+                save_pretrained(model, seed_dir / "model")
+                for file in TOKENIZER_FILES:
+                    shutil.copy(export / file, seed_dir / "model" / file)
+                quality = (
+                    0.5
+                    if init == "scratch"
+                    else (qualities or {}).get(name, {}).get(seed, 0.7 + 0.1 * seed)
+                )
+                metrics = seed_metrics(task.kind, quality)
+                (seed_dir / "metrics.json").write_text(
+                    json.dumps(
+                        {"init": init, "seed": seed, "best_epoch": 1, "history": []}
+                        | {"dev": metrics, "test": metrics}
+                    )
+                )
+    inits, seeds = list(REGISTRY_INITS), list(REGISTRY_SEEDS)
+    results = collect_results(root / "data/finetuned", list(specs), inits, seeds)
+    (root / "metrics/finetune").mkdir(parents=True)
+    for name, (info, metrics) in results.items():
+        summary = summarize_seeds(info, metrics)
+        (root / f"metrics/finetune/{name}.json").write_text(json.dumps(summary))
+    evaluation = evaluate_results(results, inits, seeds, "test")
+    (root / "metrics/eval.json").write_text(json.dumps(evaluation))
+    params = {
+        "finetune": {"tasks": specs, "seeds": seeds, "max_seq_length": 32},
+        "evaluate": {"headline_split": "test"},
+        "register": {"encoder_model_name": "tiny-encoder", "task_model_name": "tiny-{task}"},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("/data/pretrained\n/data/finetuned\n/mlartifacts\n")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=root, check=True)
+    return root
+
+
+def run_register_stage(project: Path) -> int:
+    """Run stages/register.py in-process in `project`; its exit code."""
+    with contextlib.chdir(project):
+        try:
+            runpy.run_path(str(REPO_ROOT / "stages/register.py"), run_name="__main__")
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+    return 0
+
+
+def eval_summary(mean: float, std: float = 0.01, metric: str = "accuracy") -> EvalSummary:
+    """Three seeds' summary with `metric` (primary) and f1 both at `mean` ± `std`."""
+    return EvalSummary(metric, {metric: MetricStat(mean, std), "f1": MetricStat(mean, std)}, 3)
+
+
+def add_version(name: str, summary: EvalSummary | None, tags: dict | None = None) -> str:
+    """A registered version with tags only (no model files): for promotion and CLI tests."""
+    client = mlflow.MlflowClient()
+    with contextlib.suppress(mlflow.exceptions.MlflowException):
+        client.create_registered_model(name)
+    all_tags = (summary.to_tags() if summary else {}) | (tags or {})
+    return client.create_model_version(name, "file:///nonexistent", tags=all_tags).version
 
 
 # --- pretrain ----------------------------------------------------------------------------------
