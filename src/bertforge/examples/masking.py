@@ -48,6 +48,7 @@ class MaskingRule:
         special_ids = meta["special_token_ids"]
         continuation = None
         if meta["whole_word_mask"]:
+            # a ## piece continues the word before it
             continuation = np.zeros(meta["vocab_size"], dtype=bool)
             continuation[
                 [i for token, i in vocab.items() if token.startswith(CONTINUING_SUBWORD_PREFIX)]
@@ -57,7 +58,7 @@ class MaskingRule:
             max_predictions_per_seq=meta["max_predictions_per_seq"],
             vocab_size=meta["vocab_size"],
             mask_id=special_ids["[MASK]"],
-            unmaskable_ids=(special_ids["[CLS]"], special_ids["[SEP]"]),
+            unmaskable_ids=(special_ids["[CLS]"], special_ids["[SEP]"]),  # never masked
             continuation=continuation,
         )
 

@@ -214,6 +214,7 @@ def strip_accents_steps() -> list[normalizers.Normalizer]:
 
 def bert_normalizer(lowercase: bool, strip_accents: bool) -> normalizers.Normalizer:
     """Clean, then lowercase, then strip accents — the original's order."""
+    # clean (drop controls, map whitespace), then lowercase, then strip accents
     steps = clean_text_steps()
     if lowercase:
         steps += lowercase_steps()
@@ -225,6 +226,7 @@ def bert_normalizer(lowercase: bool, strip_accents: bool) -> normalizers.Normali
 def bert_pre_tokenizer(tokenize_chinese_chars: bool) -> pre_tokenizers.PreTokenizer:
     """Whitespace split, then every punctuation character (and CJK ideograph) on its own."""
     classes = _character_classes()
+    # split on whitespace, then isolate every punctuation character (and each CJK ideograph)
     steps = [
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Split(Regex(classes.punctuation), behavior="isolated"),

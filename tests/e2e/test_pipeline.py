@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.support import REPO_ROOT, copy_project, stage_env
 
 TINY_PARAMS = REPO_ROOT / "tests" / "fixtures" / "params-tiny.yaml"
@@ -83,3 +85,25 @@ def test_dvc_repro_runs_the_whole_pipeline_to_registered_models(tiny_project):
         assert f"bertforge-{task}" in registered
 
     assert "Running stage" not in dvc(tiny_project, "repro")
+
+
+def changed_stages(project: Path) -> set[str]:
+    """The stages `dvc status` says are out of date (their deps, params or outs changed)."""
+    status = json.loads(dvc(project, "status", "--json").strip().splitlines()[-1] or "{}")
+    return set(status)
+
+
+def test_editing_report_registry_or_logging_code_reruns_no_training_stage(tiny_project):
+    """dvc.yaml's deps are the code that shapes each stage's bytes, nothing wider (issue #14)."""
+    dvc(tiny_project, "repro")
+    assert changed_stages(tiny_project) == set()
+
+    from bertforge import tracking
+    from bertforge.evaluate import render_report
+    from bertforge.registry import promote
+
+    for module in (inspect.getsourcefile(render_report), promote.__file__, tracking.__file__):
+        edited = tiny_project / Path(module).relative_to(REPO_ROOT)
+        edited.write_text(edited.read_text() + "\n# an edit that changes no output\n")
+
+    assert changed_stages(tiny_project) == {"evaluate"}
