@@ -1,20 +1,24 @@
-"""The official metrics, in plain numpy (no scipy at runtime), and a task's score.
+"""The official metrics, from scikit-learn and scipy, and a task's score.
 
-Accuracy, Matthews correlation (the multi-class form, as scikit-learn), F1 of the positive class
-(binary tasks), macro F1 (multi-class), Pearson and Spearman (average ranks for ties), MSE. Every
-task names its primary metric; its *score* — what model selection maximizes and the GLUE-style
-average uses — is the primary metric, averaged with its GLUE partner (F1 with accuracy, Pearson
-with Spearman) and over the subsets of a split (MNLI matched and mismatched), as the GLUE
-leaderboard does.
+Accuracy, Matthews correlation (multi-class form), F1 of the positive class (binary tasks),
+macro F1 (multi-class), Pearson and Spearman, MSE — each the library function GLUE's own
+evaluation uses (scikit-learn's ``accuracy_score``, ``f1_score``, ``matthews_corrcoef``; scipy's
+``pearsonr`` and ``spearmanr``). Every task names its primary metric; its *score* — what model
+selection maximizes and the GLUE-style average uses — is the primary metric, averaged with its
+GLUE partner (F1 with accuracy, Pearson with Spearman) and over the subsets of a split (MNLI
+matched and mismatched), as the GLUE leaderboard does.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
+from sklearn import metrics as sk
 
 from bertforge.finetune.tasks import Example, TaskData
 
@@ -26,98 +30,62 @@ GLUE_METRIC_PAIRS: dict[str, tuple[str, ...]] = {
 }
 
 
-def accuracy(gold: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.mean(np.asarray(gold) == np.asarray(predicted)))
+def _correlation(value: float) -> float:
+    # a constant side has no association to measure: 0, where scipy says NaN
+    return 0.0 if math.isnan(value) else float(value)
 
 
-def _confusion(gold: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    classes, encoded = np.unique(np.concatenate([gold, predicted]), return_inverse=True)
-    gold_index, predicted_index = encoded[: len(gold)], encoded[len(gold) :]
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(matrix, (gold_index, predicted_index), 1)
-    return matrix
-
-
-def matthews_corrcoef(gold: np.ndarray, predicted: np.ndarray) -> float:
-    """Matthews correlation in its multi-class form (Gorodkin 2004); 0 when undefined."""
-    matrix = _confusion(np.asarray(gold), np.asarray(predicted)).astype(np.float64)
-    true_counts, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
-    samples, correct = matrix.sum(), np.trace(matrix)
-    covariance = correct * samples - true_counts @ predicted_counts
-    predicted_spread = samples**2 - predicted_counts @ predicted_counts
-    true_spread = samples**2 - true_counts @ true_counts
-    if predicted_spread * true_spread == 0:
-        return 0.0
-    return float(covariance / math.sqrt(true_spread * predicted_spread))
-
-
-def f1_score(gold: np.ndarray, predicted: np.ndarray, positive: Any) -> float:
-    """F1 of the `positive` class; 0 when it is neither predicted nor present."""
-    gold_positive = np.asarray(gold) == positive
-    predicted_positive = np.asarray(predicted) == positive
-    true_positives = np.sum(gold_positive & predicted_positive)
-    wrong = np.sum(gold_positive != predicted_positive)
-    denominator = 2 * true_positives + wrong
-    return float(2 * true_positives / denominator) if denominator else 0.0
-
-
-def macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
-    """Unweighted mean of per-class F1 over the classes in gold or predictions."""
-    gold, predicted = np.asarray(gold), np.asarray(predicted)
-    classes = np.unique(np.concatenate([gold, predicted]))
-    return float(np.mean([f1_score(gold, predicted, cls) for cls in classes]))
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0 when either side is constant (no association to measure)."""
-    x = np.asarray(x, dtype=np.float64) - np.mean(x)
-    y = np.asarray(y, dtype=np.float64) - np.mean(y)
-    spread = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y / spread) if spread > 0 else 0.0
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of their ranks (as scipy's rankdata)."""
-    values = np.asarray(values)
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts_group = np.r_[True, ordered[1:] != ordered[:-1]]
-    group = np.cumsum(starts_group) - 1
-    starts = np.flatnonzero(starts_group)
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = ((starts + ends - 1) / 2 + 1)[group]
-    return ranks
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman correlation: Pearson of the average ranks."""
-    return pearson(average_ranks(x), average_ranks(y))
+def _constant(values: np.ndarray) -> bool:
+    return bool(np.all(values == values[0]))
 
 
 def split_metrics(
     task: TaskData, gold: Sequence[Any], predicted: Sequence[Any]
 ) -> dict[str, float]:
     """Every metric of the task's kind on one split, without subsets."""
-    gold_array, predicted_array = np.asarray(gold), np.asarray(predicted)
     if task.kind == "regression":
-        gold_array, predicted_array = (
-            gold_array.astype(np.float64),
-            predicted_array.astype(np.float64),
-        )
+        gold_array = np.asarray(gold, dtype=np.float64)
+        predicted_array = np.asarray(predicted, dtype=np.float64)
+        flat = _constant(gold_array) or _constant(predicted_array)
         return {
-            "pearson": pearson(gold_array, predicted_array),
-            "spearman": spearman(gold_array, predicted_array),
-            "mse": float(np.mean((gold_array - predicted_array) ** 2)),
+            "pearson": 0.0
+            if flat
+            else _correlation(stats.pearsonr(gold_array, predicted_array)[0]),
+            "spearman": 0.0
+            if flat
+            else _correlation(stats.spearmanr(gold_array, predicted_array)[0]),
+            "mse": float(sk.mean_squared_error(gold_array, predicted_array)),
         }
+    gold_array, predicted_array = np.asarray(gold, dtype=str), np.asarray(predicted, dtype=str)
+    with warnings.catch_warnings():
+        # one class in gold and predictions is a defined case here (Matthews 0), not a mistake
+        warnings.simplefilter("ignore", UserWarning)
+        return _classification_metrics(task, gold_array, predicted_array)
+
+
+def _classification_metrics(
+    task: TaskData, gold_array: np.ndarray, predicted_array: np.ndarray
+) -> dict[str, float]:
     metrics = {
-        "accuracy": accuracy(gold_array, predicted_array),
-        "matthews": matthews_corrcoef(gold_array, predicted_array),
+        "accuracy": float(sk.accuracy_score(gold_array, predicted_array)),
+        "matthews": float(sk.matthews_corrcoef(gold_array, predicted_array)),
     }
     if len(task.labels) == 2:
-        metrics["f1"] = f1_score(gold_array, predicted_array, task.positive_label)
+        # F1 of the positive class; 0 when it is neither predicted nor present
+        metrics["f1"] = float(
+            sk.f1_score(
+                gold_array,
+                predicted_array,
+                pos_label=task.positive_label,
+                average="binary",
+                zero_division=0.0,
+            )
+        )
     else:
-        metrics["macro_f1"] = macro_f1(gold_array, predicted_array)
+        # unweighted mean of per-class F1 over the classes in gold or predictions
+        metrics["macro_f1"] = float(
+            sk.f1_score(gold_array, predicted_array, average="macro", zero_division=0.0)
+        )
     return metrics
 
 
@@ -125,15 +93,23 @@ def compute_metrics(
     task: TaskData, examples: Sequence[Example], predicted: Sequence[Any]
 ) -> dict[str, float]:
     """All metrics of a split plus ``score``; a split with subsets gets ``<metric>_<subset>``."""
-    subsets = sorted({example.subset for example in examples})
+    subsets = [example.subset for example in examples]
     gold = [example.label for example in examples]
-    if subsets == [""]:
+    return metrics_with_score(task, gold, predicted, subsets)
+
+
+def metrics_with_score(
+    task: TaskData, gold: Sequence[Any], predicted: Sequence[Any], subsets: Sequence[str]
+) -> dict[str, float]:
+    """`compute_metrics` on plain sequences (gold labels, predictions, each row's subset)."""
+    names = sorted(set(subsets))
+    if names == [""]:
         metrics = split_metrics(task, gold, predicted)
         parts = [metrics]
     else:
         metrics, parts = {}, []
-        for subset in subsets:
-            chosen = [i for i, example in enumerate(examples) if example.subset == subset]
+        for subset in names:
+            chosen = [i for i, name in enumerate(subsets) if name == subset]
             part = split_metrics(task, [gold[i] for i in chosen], [predicted[i] for i in chosen])
             metrics.update({f"{name}_{subset}": value for name, value in part.items()})
             parts.append(part)
