@@ -31,11 +31,14 @@ from bertforge.pretrain.data import BatchPlan
 from bertforge.pretrain.engine import Topology
 from bertforge.pretrain.params import PretrainParams
 from bertforge.pretrain.progress import TrainingLog
-from bertforge.pretrain.rng import restore_rng_states, rng_states
+from bertforge.pretrain.rng import load_rng_states, save_rng_states
 
 LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
 TRAIN_LOG = "train_log.tsv"
+PREVIOUS = "previous"
+ASIDE = f"{PREVIOUS}.tmp"
+RESTORING = f"{PREVIOUS}.restoring"
 
 
 @dataclass
@@ -112,16 +115,70 @@ class CheckpointStore:
         )
 
     def prepare(self, fingerprint: Mapping[str, Any]) -> str | None:
-        """(rank 0) Remove incomplete or superseded checkpoints; return the tag to resume."""
-        tag = self.resumable_tag(fingerprint)
+        """(rank 0) Tidy the store; return the tag to resume, None to start fresh.
+
+        Nothing finished is deleted before a new run has succeeded: a finished run of other
+        params is moved aside to ``previous/`` (one run), which `discard_previous` removes only
+        once the new run has exported. If the params return to the run set aside (say, after a
+        failed try of another learning rate), it is moved back and resumed.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._finish_interrupted_moves()
+        tag = self.resumable_tag(fingerprint)
+        if tag is None and self._previous_matches(fingerprint):
+            # the run set aside is this one: swap it back in (the current one goes aside)
+            os.replace(self.directory / PREVIOUS, self.directory / RESTORING)
+            self._set_current_aside()
+            self._finish_interrupted_moves()
+            tag = self.latest_tag()
+        elif tag is None:
+            self._set_current_aside()
         for entry in sorted(self.directory.glob("step-*")):
             if tag is None or entry.name > tag:
-                shutil.rmtree(entry, ignore_errors=True)
+                shutil.rmtree(entry, ignore_errors=True)  # written by a killed run: incomplete
         if tag is None:
-            for name in (LATEST, TRAIN_LOG):
-                (self.directory / name).unlink(missing_ok=True)
+            (self.directory / TRAIN_LOG).unlink(missing_ok=True)
         return tag
+
+    def discard_previous(self) -> None:
+        """(rank 0, once the new run has exported) Remove the run set aside by `prepare`."""
+        shutil.rmtree(self.directory / PREVIOUS, ignore_errors=True)
+
+    def kept_runs(self) -> str:
+        """What the store holds for the user after a failure, in words (for error messages)."""
+        tag, previous = self.latest_tag(), self.directory / PREVIOUS
+        kept = f"the last good checkpoint is {self.directory / tag}" if tag else ""
+        if CheckpointStore(previous).latest_tag() is not None:
+            kept += "; " if kept else ""
+            kept += f"the previous finished run is kept in {previous}"
+        return kept or f"no checkpoint of this run was written to {self.directory}"
+
+    def _previous_matches(self, fingerprint: Mapping[str, Any]) -> bool:
+        previous = CheckpointStore(self.directory / PREVIOUS)
+        tag = previous.latest_tag()
+        return tag is not None and previous.trainer_state(tag)["fingerprint"] == dict(fingerprint)
+
+    def _set_current_aside(self) -> None:
+        """Move the current finished run, if any, to ``previous/`` (replacing the one there)."""
+        if self.latest_tag() is None:
+            return
+        (self.directory / ASIDE).mkdir()
+        self._finish_interrupted_moves()
+
+    def _finish_interrupted_moves(self) -> None:
+        """Complete a move begun here and cut short by a kill: each is journalled by a folder.
+
+        ``previous.tmp/`` is the current run on its way to ``previous/``; ``previous.restoring/``
+        the run set aside on its way back. Each moves its checkpoints first, ``latest`` last.
+        """
+        aside, restoring = self.directory / ASIDE, self.directory / RESTORING
+        if aside.is_dir():
+            move_run(self.directory, aside)
+            shutil.rmtree(self.directory / PREVIOUS, ignore_errors=True)
+            os.replace(aside, self.directory / PREVIOUS)
+        if restoring.is_dir():
+            move_run(restoring, self.directory)
+            shutil.rmtree(restoring)
 
     def resume(self, engine: Any, fingerprint: Mapping[str, Any], topology: Topology) -> Progress:
         """Resume from the latest complete checkpoint of this run, if any (every rank calls it).
@@ -158,7 +215,7 @@ class CheckpointStore:
         torch.distributed.barrier()
         # save: DeepSpeed's files, this rank's generators, (rank 0) the trainer state
         engine.save_checkpoint(str(self.directory), tag=tag, save_latest=False)
-        torch.save(rng_states(), self._rng_file(tag, topology.rank))
+        save_rng_states(self._rng_file(tag, topology.rank))
         if topology.is_main:
             write_json_atomic(self.directory / tag / TRAINER_STATE, state)
         torch.distributed.barrier()
@@ -179,8 +236,21 @@ class CheckpointStore:
             raise BertforgeError(
                 f"{self.directory / tag}: DeepSpeed could not load this checkpoint"
             )
-        restore_rng_states(torch.load(self._rng_file(tag, topology.rank), weights_only=False))
+        load_rng_states(self._rng_file(tag, topology.rank))
         return self.trainer_state(tag)
 
     def _rng_file(self, tag: str, rank: int) -> Path:
         return self.directory / tag / f"rng_state_rank{rank}.pt"
+
+
+def move_run(source: Path, target: Path) -> None:
+    """Move a run's checkpoints, its training log and (last) its ``latest`` marker.
+
+    A checkpoint folder of the same name at `target` can only be a killed run's incomplete one
+    (a moved folder leaves `source`), so it is replaced.
+    """
+    for entry in [*sorted(source.glob("step-*")), source / TRAIN_LOG, source / LATEST]:
+        if entry.is_dir() and (target / entry.name).is_dir():
+            shutil.rmtree(target / entry.name)
+        if entry.exists():
+            os.replace(entry, target / entry.name)

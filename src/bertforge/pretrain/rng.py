@@ -3,13 +3,15 @@
 Our own draws (data order, length windows, dynamic masks) use `stream`, never global state, so
 they depend on neither the batch nor the number of processes. The global generators that
 libraries draw from (torch's, for dropout) are seeded per rank by `seed_generators`, and a
-checkpoint saves and restores them (`rng_states`), so nothing else can make two runs differ.
+checkpoint saves and restores them (`save_rng_states`, `load_rng_states`), so nothing else can
+make two runs differ. The file is read with ``torch.load(weights_only=True)``: no pickle runs.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,27 @@ def rng_states() -> dict[str, Any]:
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+def save_rng_states(path: Path) -> None:
+    """Write this process's global generators to `path` (tensors, tuples, numbers, an array)."""
+    torch.save(rng_states(), path)
+
+
+def load_rng_states(path: Path) -> None:
+    """Restore this process's global generators from `path`, without unpickling code.
+
+    Only tensors, containers, numbers and numpy's state array are accepted (the allowlist is
+    numpy's array reconstruction, nothing that can run code).
+    """
+    with torch.serialization.safe_globals(numpy_array_globals()):
+        restore_rng_states(torch.load(path, weights_only=True))
+
+
+def numpy_array_globals() -> list[Any]:
+    """What unpickling numpy's generator state (a uint32 array) needs, on numpy 1 and 2."""
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    return [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def restore_rng_states(states: Mapping[str, Any]) -> None:

@@ -137,6 +137,7 @@ def pretrain(
             "steps": params.max_steps,
         },
     )
+    store.discard_previous()  # the new run has succeeded: the run it superseded can go
     log = store.training_log()
     log.publish(paths.train_log)
     final = log.last_row()
@@ -217,5 +218,5 @@ def nonfinite_error(
         f"{progress.nonfinite_in_a_row} steps in a row (steps "
         f"{progress.step + 1 - progress.nonfinite_in_a_row}-{progress.step}, none of "
         f"them applied); lower pretrain.lr (now {params.lr:g}) or check the examples; "
-        f"the last good checkpoint is in {store.directory}"
+        f"{store.kept_runs()}"
     )
