@@ -1,15 +1,25 @@
-"""evaluate: one table of every task, pretrained vs from scratch, and the GLUE-style average.
+"""evaluate: one table of every task — pretrained, from scratch, majority and bag-of-words.
 
-Reads data/finetuned/<task>/ for every task in params.yaml finetune.tasks; writes
-metrics/eval.json (DVC metrics) and reports/eval.md, and logs both to MLflow.
+Reads data/finetuned/<task>/ for every task in params.yaml finetune.tasks, and each task's data
+(the same training subset as the fine-tuning) to fit the baselines; writes metrics/eval.json
+(DVC metrics) and reports/eval.md, and logs both to MLflow.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.evaluate import EvaluateParams, collect_results, evaluate_results, render_report
+from bertforge.evaluate import (
+    EvaluateParams,
+    bootstrap_errors,
+    collect_results,
+    evaluate_results,
+    fit_baselines,
+    read_predictions,
+    render_report,
+)
 from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.tasks import load_task
 from bertforge.io import write_json_atomic
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
@@ -23,8 +33,20 @@ REPORT = Path("reports/eval.md")
 def main() -> None:
     params = load_section(EvaluateParams, "evaluate")
     finetune = load_section(FinetuneParams, "finetune")
-    results = collect_results(FINETUNED, list(finetune.tasks), finetune.inits, finetune.seeds)
-    evaluation = evaluate_results(results, finetune.inits, finetune.seeds, params.headline_split)
+    inits, seeds, split = finetune.inits, finetune.seeds, params.headline_split
+    results = collect_results(FINETUNED, list(finetune.tasks), inits, seeds)
+    baselines, bootstrap = {}, {}
+    for name in finetune.tasks:
+        task = load_task(name, finetune.task(name))
+        baselines[name] = fit_baselines(task)
+        predictions = {
+            init: [read_predictions(FINETUNED / name, init, seed, split) for seed in seeds]
+            for init in inits
+        } | {model: [run.predictions[split]] for model, run in baselines[name].items()}
+        bootstrap[name] = bootstrap_errors(
+            task, split, predictions, params.bootstrap_resamples, params.bootstrap_seed
+        )
+    evaluation = evaluate_results(results, inits, seeds, split, baselines, bootstrap)
     with stage_run("evaluate", params, inputs={"finetuned": FINETUNED}) as run:
         write_json_atomic(METRICS, evaluation)
         REPORT.parent.mkdir(parents=True, exist_ok=True)

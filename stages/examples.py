@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bertforge.examples.params import ExamplesParams
 from bertforge.examples.write import check_inputs, write_examples
-from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.io import atomic_outputs
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
 from bertforge.tracking import stage_run
@@ -28,10 +28,9 @@ def main() -> None:
     with stage_run(
         "examples", params, inputs={"ingested": INGESTED, "tokenizer": TOKENIZER}
     ) as run:
-        with atomic_directory(EXAMPLES) as staging:
-            metrics = write_examples(inputs, staging, params)
-        write_json_atomic(METRICS, metrics)
-        run.log_metrics(flatten(metrics))
+        with atomic_outputs(EXAMPLES, METRICS) as staged:
+            staged.metrics = write_examples(inputs, staged.directory, params)
+        run.log_metrics(flatten(staged.metrics))
         run.log_artifact(EXAMPLES / "meta.json")
 
 

@@ -21,7 +21,7 @@ from bertforge.finetune.pretrained import (
 from bertforge.finetune.runs import finetune_task
 from bertforge.finetune.summary import summarize_seeds
 from bertforge.finetune.tasks import load_task
-from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.io import atomic_outputs
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
 from bertforge.tracking import TAG_PREFIX, stage_run
@@ -49,10 +49,9 @@ def main() -> None:
         run_name=f"finetune-{name}",
         tags=lineage | {f"{TAG_PREFIX}task": name},
     ) as run:
-        with atomic_directory(OUTPUT_ROOT / name) as staging:
-            seed_metrics = finetune_task(task, MODEL_DIR, config, params, staging, lineage)
-        summary = summarize_seeds(task.describe(), seed_metrics)
-        write_json_atomic(METRICS_DIR / f"{name}.json", summary)
+        with atomic_outputs(OUTPUT_ROOT / name, METRICS_DIR / f"{name}.json") as staged:
+            seed_metrics = finetune_task(task, MODEL_DIR, config, params, staged.directory, lineage)
+            staged.metrics = summary = summarize_seeds(task.describe(), seed_metrics)
         run.log_metrics(flatten({k: v for k, v in summary.items() if k in params.inits}))
 
 

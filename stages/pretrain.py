@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
-from bertforge.io import write_json_atomic
+from bertforge.io import atomic_outputs
 from bertforge.params import flatten, load_section
 from bertforge.pretrain.inputs import check_inputs
 from bertforge.pretrain.launch import launch_local_processes, under_launcher
@@ -35,17 +37,24 @@ def main() -> None:
     if not launched and world_size > 1:
         sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))
     tracked = {"examples": PATHS.examples, "tokenizer": PATHS.tokenizer}
-    with stage_run("pretrain", params, inputs=tracked, system_metrics=True) as run:
-        summary = pretrain(
-            params,
-            inputs,
-            PATHS,
-            log_metrics=run.log_metrics,
-            lineage={"mlflow_run_id": run.run_id},
-        )
-        if summary is None:  # not rank 0
-            return
-        write_json_atomic(METRICS, summary)
+    # rank 0 writes the export and metrics/pretrain.json, swapped in together at the end
+    rank0 = os.environ.get("RANK", "0") == "0"
+    parent_tags = inputs.parent.parent.tags() if inputs.parent else None  # pretrain.init_from
+    with stage_run(
+        "pretrain", params, inputs=tracked, tags=parent_tags, system_metrics=True
+    ) as run:
+        with atomic_outputs(PATHS.export, METRICS) if rank0 else nullcontext() as staged:
+            paths = PATHS if staged is None else replace(PATHS, export=staged.directory)
+            summary = pretrain(
+                params,
+                inputs,
+                paths,
+                log_metrics=run.log_metrics,
+                lineage={"mlflow_run_id": run.run_id},
+            )
+            if summary is None:  # not rank 0
+                return
+            staged.metrics = summary
         run.log_metrics(flatten(summary))
         run.log_artifact(PATHS.export, "model")
 

@@ -2,6 +2,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+import yaml
 
 from bertforge.errors import BertforgeError
 from bertforge.params import flatten, load_section, parse, require
@@ -70,3 +71,40 @@ def test_flatten_gives_dotted_keys_for_nested_params():
     assert flat["fraction"] == 0.5
     assert flat["sources.0.path"] == "a"
     assert flat["tokens"] == ["[PAD]"]
+
+
+def test_a_missing_section_is_an_error_not_built_in_defaults(tmp_path):
+    from bertforge.examples.params import ExamplesParams
+
+    params = tmp_path / "params.yaml"
+    params.write_text("ingest: {}\n")
+    with pytest.raises(BertforgeError) as raised:
+        load_section(ExamplesParams, "examples", params)
+    assert str(raised.value) == f"{params}: section 'examples' is missing"
+
+
+def test_a_misspelt_top_level_section_is_named_with_the_known_ones(tmp_path):
+    from bertforge.examples.params import ExamplesParams
+
+    params = tmp_path / "params.yaml"
+    params.write_text("examples: {}\npretrian: {lr: 0.1}\n")
+    with pytest.raises(BertforgeError) as raised:
+        load_section(ExamplesParams, "examples", params)
+    assert "unknown section 'pretrian'" in str(raised.value)
+    assert "known: ingest, vocab, examples, pretrain" in str(raised.value)
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".nan"])
+def test_inf_and_nan_are_refused_for_a_float_param_naming_it(text):
+    with pytest.raises(BertforgeError) as raised:
+        parse(Example, yaml.safe_load(f"fraction: {text}"), "params.yaml: ex")
+    assert str(raised.value).startswith("params.yaml: ex.fraction must be a finite number, got ")
+
+
+def test_the_repo_params_file_has_only_known_sections():
+    from bertforge.params import KNOWN_SECTIONS, check_sections, load_params
+    from tests.support import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    check_sections(params)
+    assert set(params) == set(KNOWN_SECTIONS)

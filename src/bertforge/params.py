@@ -3,12 +3,15 @@
 Each stage describes its section as a frozen dataclass. `parse` checks the section against it —
 unknown keys, missing keys, types, literal choices — and the dataclass's `__post_init__` checks
 ranges and cross-field rules with `require`. Every failure is a `BertforgeError` naming the
-parameter as ``params.yaml: <section>.<key> ...``.
+parameter as ``params.yaml: <section>.<key> ...``. Every section a stage reads must be in the
+file (no built-in defaults stand in for a missing one), and a top-level section no stage reads
+is an error, so a misspelt `pretrian:` cannot go unnoticed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +23,8 @@ import yaml
 from bertforge.errors import BertforgeError
 
 PARAMS_FILE = Path("params.yaml")
+# the sections the stages read: one per stage (finetune@<task> and evaluate share `finetune`)
+KNOWN_SECTIONS = ("ingest", "vocab", "examples", "pretrain", "finetune", "evaluate", "register")
 
 T = TypeVar("T")
 
@@ -41,11 +46,25 @@ def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
 
 
 def load_section(cls: type[T], section: str, path: Path = PARAMS_FILE) -> T:
-    """Read `section` of the params file and parse it into `cls`."""
-    values = load_params(path).get(section)
-    if values is None:
-        values = {}
-    return parse(cls, values, f"{path}: {section}")
+    """Read `section` of the params file and parse it into `cls`.
+
+    The section must be present, and the file may hold no section outside `KNOWN_SECTIONS`.
+    """
+    params = load_params(path)
+    check_sections(params, path)
+    if section not in params:
+        raise BertforgeError(f"{path}: section {section!r} is missing")
+    return parse(cls, params[section], f"{path}: {section}")
+
+
+def check_sections(params: Mapping[str, Any], path: Path = PARAMS_FILE) -> None:
+    """Every top-level section is one a stage reads; a stray one (a typo) is a one-line error."""
+    unknown = sorted(str(name) for name in params if name not in KNOWN_SECTIONS)
+    if unknown:
+        raise BertforgeError(
+            f"{path}: unknown section{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(name) for name in unknown)} (known: {', '.join(KNOWN_SECTIONS)})"
+        )
 
 
 def require(condition: bool, name: str, rule: str, value: Any) -> None:
@@ -127,6 +146,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BertforgeError(f"{where} must be a number, got {value!r}")
+        # inf and nan pass every range check (nan compares false), so they are refused here
+        if not math.isfinite(value):
+            raise BertforgeError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

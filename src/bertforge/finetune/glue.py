@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertforge.errors import BertforgeError
+from bertforge.io import utf8_lines
 
 GLUE_HUB_NAMES = ("nyu-mll/glue", "glue")
 
@@ -113,33 +114,33 @@ def read_glue_tsv(path: Path, glue: GlueTask) -> Iterator[tuple[int, dict[str, A
     """
     if not path.is_file():
         raise BertforgeError(f"{path}: GLUE file not found")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        positions: dict[str, int]
-        if glue.header:
-            header = next(reader, None)
-            if header is None:
-                return
-            positions = {}
-            for name, column in glue.columns.items():
-                if column not in header:
-                    raise BertforgeError(f"{path}: line 1: missing column {column!r}")
-                positions[name] = header.index(column)
-        else:
-            positions = {name: int(column) for name, column in glue.columns.items()}
-        for line_number, row in enumerate(reader, start=2 if glue.header else 1):
-            record = {}
-            for name, position in positions.items():
-                if position >= len(row):
-                    column = glue.columns[name]
-                    raise BertforgeError(f"{path}: line {line_number}: missing column {column!r}")
-                record[name] = row[position]
-            if glue.numeric_labels and glue.labels:
-                raw = record["label"]
-                if raw not in ("0", "1", "2")[: len(glue.labels)]:
-                    last = len(glue.labels) - 1
-                    raise BertforgeError(
-                        f"{path}: line {line_number}: label {raw!r} is not one of 0..{last}"
-                    )
-                record["label"] = glue.labels[int(raw)]
-            yield line_number, record
+    lines = (text for _, text in utf8_lines(path, encoding="utf-8-sig"))
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    positions: dict[str, int]
+    if glue.header:
+        header = next(reader, None)
+        if header is None:
+            return
+        positions = {}
+        for name, column in glue.columns.items():
+            if column not in header:
+                raise BertforgeError(f"{path}: line 1: missing column {column!r}")
+            positions[name] = header.index(column)
+    else:
+        positions = {name: int(column) for name, column in glue.columns.items()}
+    for line_number, row in enumerate(reader, start=2 if glue.header else 1):
+        record = {}
+        for name, position in positions.items():
+            if position >= len(row):
+                column = glue.columns[name]
+                raise BertforgeError(f"{path}: line {line_number}: missing column {column!r}")
+            record[name] = row[position]
+        if glue.numeric_labels and glue.labels:
+            raw = record["label"]
+            if raw not in ("0", "1", "2")[: len(glue.labels)]:
+                last = len(glue.labels) - 1
+                raise BertforgeError(
+                    f"{path}: line {line_number}: label {raw!r} is not one of 0..{last}"
+                )
+            record["label"] = glue.labels[int(raw)]
+        yield line_number, record

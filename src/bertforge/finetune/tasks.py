@@ -30,7 +30,7 @@ import numpy as np
 from bertforge.constants import TASK_SPLITS
 from bertforge.errors import BertforgeError
 from bertforge.finetune.glue import GLUE_HUB_NAMES, GLUE_TASKS, GlueTask, read_glue_tsv
-from bertforge.io import json_object_lines
+from bertforge.io import json_object_lines, utf8_lines
 from bertforge.params import require
 
 TaskKind = Literal["classification", "regression"]
@@ -206,8 +206,7 @@ def read_jsonl(path: Path) -> Iterator[RawRecord]:
     """Rows of a JSON-lines file; blank lines are skipped, anything else must be a JSON object."""
     if not path.is_file():
         raise BertforgeError(f"{path}: task split file not found")
-    with open(path, encoding="utf-8") as handle:
-        yield from json_object_lines(enumerate(handle, start=1), str(path))
+    yield from json_object_lines(utf8_lines(path), str(path))
 
 
 def load_hub_splits(spec: TaskSpec) -> dict[str, Split]:

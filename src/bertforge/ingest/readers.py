@@ -3,7 +3,8 @@
 Local .txt (documents separated by blank lines), .jsonl (one object per line) and .parquet (one
 row per document), each optionally .gz/.xz/.zst compressed, and Hugging Face hub datasets.
 Bad input (not UTF-8, NUL bytes, a document over `max_document_chars`, a missing column, a
-malformed JSON line) is a one-line `BertforgeError` naming the file and line or row.
+malformed JSON line, a truncated compressed file, a corrupt Parquet file, something that is not a
+regular file) is a one-line `BertforgeError` naming the file and line or row.
 
 pyarrow and datasets are imported inside the functions that need them: spawned workers import
 this module (they unpickle `RawDocument`s), and those imports would cost each worker ~1 s of CPU
@@ -23,13 +24,15 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import zstandard
 
 from bertforge.errors import BertforgeError
-from bertforge.ingest.sources import Source
+from bertforge.ingest.sources import Source, check_regular_file
 from bertforge.io import json_object_lines
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 READ_BLOCK_BYTES = 1 << 20
+# compressed bytes fed to zstd per call: bounds one call's output (zstd expands at most ~32768x)
+ZSTD_INPUT_BYTES = 8 << 10
 
 
 class RawDocument(NamedTuple):
@@ -78,8 +81,47 @@ def open_compressed(raw: IO[bytes], compression: str) -> IO[bytes]:
     if compression == ".xz":
         return lzma.LZMAFile(raw, mode="rb")
     if compression == ".zst":
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return ZstdFrames(raw)
     return raw
+
+
+class ZstdFrames:
+    """The decompressed bytes of a .zst stream, frame after frame, in bounded memory.
+
+    A stream that ends inside a frame (a truncated file) raises `zstandard.ZstdError`:
+    zstandard's own `stream_reader` stops at the cut without a word.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.decompressor = zstandard.ZstdDecompressor()
+        self.frame: Any = None  # the frame being decompressed; None between frames
+        self.buffer = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self.buffer) < size) and self._decompress_more():
+            pass
+        size = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+        chunk = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return chunk
+
+    def _decompress_more(self) -> bool:
+        data = self.raw.read(ZSTD_INPUT_BYTES)
+        if not data:
+            # the file must end where a frame ends
+            if self.frame is not None:
+                raise zstandard.ZstdError("truncated: the file ends inside a zstd frame")
+            return False
+        while data:
+            if self.frame is None:
+                self.frame = self.decompressor.decompressobj()
+            self.buffer += self.frame.decompress(data)
+            if not self.frame.eof:
+                break
+            data = self.frame.unused_data  # the next frame starts here
+            self.frame = None
+        return True
 
 
 _DECOMPRESSION_ERRORS = (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
@@ -90,6 +132,7 @@ def read_line_file(
 ) -> Iterator[str]:
     """Documents of a .txt (blank-line separated) or .jsonl (one object per line) file."""
     assert source.path is not None
+    check_regular_file(source.path)  # a FIFO or device would block or never end
     with open(source.path, "rb") as raw:
         progress.current_file = raw
         try:
@@ -228,6 +271,7 @@ def read_parquet_file(
     temporary file (disk, not memory).
     """
     assert source.path is not None
+    check_regular_file(source.path)  # a FIFO or device would block or never end
     with tempfile.TemporaryDirectory(prefix="bertforge-ingest-") as scratch:
         path = source.path
         if source.compression:
@@ -243,7 +287,8 @@ def read_parquet_file(
         import pyarrow.parquet as pq
 
         try:
-            parquet = pq.ParquetFile(path)
+            # pages written with checksums are verified; a damaged page is an error, not garbage
+            parquet = pq.ParquetFile(path, page_checksum_verification=True)
         except (pa.ArrowException, OSError) as error:
             raise BertforgeError(f"{source.name}: not a readable Parquet file: {error}") from None
         progress.uncompressed_bytes += path.stat().st_size
@@ -268,8 +313,21 @@ def parquet_texts(
     if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
         raise BertforgeError(f"{source.name}: column {column!r} must be text, got {column_type}")
     row = 0
-    for batch in parquet.iter_batches(batch_size=1024, columns=[column]):
-        for value in batch.column(0).to_pylist():
+    batches = parquet.iter_batches(batch_size=1024, columns=[column])
+    while True:
+        try:
+            batch = next(batches, None)
+            if batch is None:
+                return
+            # pyarrow does not check that a string column holds UTF-8: a full validation does
+            batch.column(0).validate(full=True)
+            values = batch.column(0).to_pylist()
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise BertforgeError(
+                f"{source.name}: corrupt Parquet data after row {row}: {first_line}"
+            ) from None
+        for value in values:
             row += 1
             yield checked_text(value, f"{source.name}: row {row}", column, max_document_chars)
 

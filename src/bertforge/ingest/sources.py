@@ -7,6 +7,8 @@ is read. How each kind of source is read is in `bertforge.ingest.readers`.
 from __future__ import annotations
 
 import glob
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +50,8 @@ def resolve_sources(params: IngestParams) -> list[Source]:
         if glob.has_magic(pattern):
             # a glob reads its files in sorted order, so the output does not depend on the disk
             matches = sorted(glob.glob(pattern, recursive=True))
-            files = [Path(match) for match in matches if Path(match).is_file()]
+            # folders matched by a glob are skipped; anything else must be a regular file
+            files = [Path(match) for match in matches if not Path(match).is_dir()]
             if not files:
                 raise BertforgeError(f"{where}: no file matches {pattern!r}")
         else:
@@ -61,6 +64,7 @@ def resolve_sources(params: IngestParams) -> list[Source]:
                 )
             files = [path]
         for path in files:
+            check_regular_file(path)
             text_format, compression = file_format(path)
             resolved.append(
                 Source(
@@ -72,6 +76,22 @@ def resolve_sources(params: IngestParams) -> list[Source]:
                 )
             )
     return resolved
+
+
+def check_regular_file(path: Path) -> None:
+    """A source must be a regular file (or a link to one): a FIFO or device blocks or never ends.
+
+    Checked with `os.stat`, which never blocks, before the file is opened.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BertforgeError(f"{path}: file not found") from None
+    except OSError as error:
+        raise BertforgeError(f"{path}: cannot be read: {os.strerror(error.errno or 0)}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise BertforgeError(f"{path}: is {kind}; a source must be a regular file")
 
 
 def file_format(path: Path) -> tuple[str, str]:
