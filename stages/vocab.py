@@ -16,7 +16,7 @@ from bertforge.stage import run_stage
 from bertforge.tokenizer.files import write_tokenizer
 from bertforge.tracking import stage_run
 from bertforge.vocab.ingested import check_ingested
-from bertforge.vocab.metrics import heldout_metrics
+from bertforge.vocab.metrics import check_unk_rate, heldout_metrics
 from bertforge.vocab.params import VocabParams
 from bertforge.vocab.train import train_tokenizer
 
@@ -35,6 +35,7 @@ def main() -> None:
         with atomic_directory(TOKENIZER) as staging:
             write_tokenizer(tokenizer, staging, params)
             metrics = heldout_metrics(tokenizer, HELDOUT)
+            check_unk_rate(metrics, params.max_unk_rate, HELDOUT)
         write_json_atomic(METRICS, metrics)
         run.log_metrics(metrics)
         run.log_artifact(TOKENIZER, artifact_path="tokenizer")

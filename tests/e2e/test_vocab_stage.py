@@ -50,6 +50,7 @@ def write_params(root: Path, **overrides: object) -> None:
         "min_frequency": 1,
         "limit_alphabet": 400,
         "special_tokens": list(BERT_SPECIAL_TOKENS),
+        "max_unk_rate": 1.0,  # the fixture's held-out documents have characters training lacks
     }
     section.update(overrides)
     (root / "params.yaml").write_text(json.dumps({"vocab": section}), encoding="utf-8")
@@ -99,6 +100,7 @@ def test_stage_writes_tokenizer_metrics_and_mlflow_run_identical_to_in_process_t
         ("vocab_size below alphabet", "params.yaml: vocab.vocab_size must exceed"),
         ("no training split", "data/ingested/train: training documents not found"),
         ("no training documents", "data/ingested/train: no training documents"),
+        ("unk rate over the limit", "held-out tokens are [UNK], over vocab.max_unk_rate 0.0"),
     ],
 )
 def test_stage_failure_is_one_line_exit_2_and_leaves_previous_tokenizer_intact(
@@ -110,6 +112,8 @@ def test_stage_failure_is_one_line_exit_2_and_leaves_previous_tokenizer_intact(
     before = hash_path(previous)
     if breakage == "vocab_size below alphabet":
         write_params(tmp_path, vocab_size=100)
+    elif breakage == "unk rate over the limit":
+        write_params(tmp_path, max_unk_rate=0.0)
     elif breakage == "no training split":
         for shard in (tmp_path / "data/ingested/train").iterdir():
             shard.unlink()
@@ -119,6 +123,7 @@ def test_stage_failure_is_one_line_exit_2_and_leaves_previous_tokenizer_intact(
         write_documents(tmp_path / "data/ingested/train", [])
     result = run_vocab_stage(tmp_path)
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    progress = ("vocab: train", "vocab: alphabet", "vocab: held-out")  # tqdm bars before the error
+    lines = [line for line in result.stderr.splitlines() if line and not line.startswith(progress)]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert hash_path(previous) == before

@@ -62,7 +62,7 @@ def test_vocabulary_is_learned_from_training_documents_only(uncased_dir: Path) -
 
 def test_limit_alphabet_keeps_the_most_frequent_characters(tmp_path: Path) -> None:
     write_documents(tmp_path / "train", [["aaaa bbb cc d"], ["aaaa bbb cc e"], ["ab ab ba"]])
-    params = vocab_params(limit_alphabet=2, vocab_size=40)
+    params = vocab_params(limit_alphabet=2, vocab_size=40, alphabet_coverage=0.5)
     vocab = train_tokenizer(tmp_path / "train", params).get_vocab()
     single_characters = {token for token in vocab if len(token) == 1}
     assert single_characters == {"a", "b"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from bertforge.errors import BertforgeError
 from bertforge.tokenizer.pipeline import UNK_TOKEN
 from bertforge.vocab.ingested import iter_sentences
 
@@ -43,3 +44,16 @@ def heldout_metrics(
         "unk_rate": unknown / tokens if tokens else None,
         "tokens_per_word": tokens / words if words else None,
     }
+
+
+def check_unk_rate(
+    metrics: dict[str, int | float | None], max_unk_rate: float, where: Path
+) -> None:
+    """Fail in one line when more than `max_unk_rate` of the held-out tokens are [UNK]: the
+    alphabet misses characters the corpus uses (as with Chinese and a small alphabet)."""
+    unk_rate = metrics["unk_rate"]
+    if unk_rate is not None and unk_rate > max_unk_rate:
+        raise BertforgeError(
+            f"{where}: {unk_rate:.2%} of the held-out tokens are [UNK], over vocab.max_unk_rate "
+            f"{max_unk_rate} (raise vocab.alphabet_coverage, e.g. to 1.0, or vocab.max_unk_rate)"
+        )

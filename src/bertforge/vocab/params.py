@@ -21,10 +21,21 @@ class VocabParams:
     min_frequency: int
     limit_alphabet: int
     special_tokens: tuple[str, ...]
+    alphabet_coverage: float = 0.9999  # the alphabet grows past limit_alphabet to cover this
+    max_unk_rate: float = 0.005  # a higher held-out [UNK] rate fails the stage
 
     def __post_init__(self) -> None:
         require(
             self.limit_alphabet >= 1, "limit_alphabet", "must be at least 1", self.limit_alphabet
+        )
+        require(
+            0.0 < self.alphabet_coverage <= 1.0,
+            "alphabet_coverage",
+            "must be in (0, 1]",
+            self.alphabet_coverage,
+        )
+        require(
+            0.0 <= self.max_unk_rate <= 1.0, "max_unk_rate", "must be in [0, 1]", self.max_unk_rate
         )
         require(self.min_frequency >= 1, "min_frequency", "must be at least 1", self.min_frequency)
         missing = [token for token in BERT_SPECIAL_TOKENS if token not in self.special_tokens]

@@ -39,9 +39,12 @@ class Alphabet:
 
 
 def count_alphabet(
-    normalized_texts: Iterable[str], limit: int, tokenize_chinese_chars: bool
+    normalized_texts: Iterable[str], limit: int, tokenize_chinese_chars: bool, coverage: float = 1.0
 ) -> Alphabet:
-    """The `limit` most frequent characters of the training words (ties: lowest code point).
+    """The `limit` most frequent characters of the training words (ties: lowest code point),
+    and past them as many more, by frequency, as it takes to make up `coverage` of all the
+    character occurrences (a script with thousands of characters, such as Chinese, needs far
+    more than an alphabet suits English; where `limit` already covers as much, it is the same).
 
     HF's trainer would pick the same characters but break frequency ties, and number the
     ``##c`` pieces, in hash-map order; fixing both here makes training deterministic. It reads
@@ -62,16 +65,29 @@ def count_alphabet(
 
     continuing = {after for before, after in neighbours if inside_words(before)}
     ranked = sorted(frequencies, key=lambda char: (-frequencies[char], char))
-    kept = sorted(ranked[:limit])
+    kept = sorted(ranked[: max(limit, covering_count(ranked, frequencies, coverage))])
     return Alphabet(
         tuple(kept), tuple(char for char in kept if char in continuing and inside_words(char))
     )
 
 
+def covering_count(ranked: list[str], frequencies: Counter[str], coverage: float) -> int:
+    """How many of the `ranked` characters (most frequent first) make up `coverage` of all
+    the occurrences."""
+    needed = coverage * sum(frequencies.values())
+    covered = 0
+    for count, char in enumerate(ranked, start=1):
+        covered += frequencies[char]
+        if covered >= needed:
+            return count
+    return len(ranked)
+
+
 def train_tokenizer(train_dir: Path, params: VocabParams) -> Tokenizer:
     """Train a WordPiece vocabulary on the ingested training sentences; deterministic.
 
-    Two streaming passes: one counts the alphabet, one feeds HF's trainer. The vocabulary
+    Two streaming passes: one counts the alphabet (`count_alphabet`: `limit_alphabet`
+    characters or more, to cover `alphabet_coverage`), one feeds HF's trainer. The vocabulary
     lists the special tokens first (in params order), then the fixed ``##c`` pieces, the
     alphabet and the learned pieces.
     """
@@ -79,9 +95,20 @@ def train_tokenizer(train_dir: Path, params: VocabParams) -> Tokenizer:
     require_training_documents(train_dir)
     normalizer = bert_normalizer(params.lowercase, params.strips_accents)
     normalized = map(normalizer.normalize_str, iter_sentences(train_dir, "vocab: alphabet"))
-    alphabet = count_alphabet(normalized, params.limit_alphabet, params.tokenize_chinese_chars)
+    alphabet = count_alphabet(
+        normalized, params.limit_alphabet, params.tokenize_chinese_chars, params.alphabet_coverage
+    )
     if not alphabet.characters:
         raise BertforgeError(f"{train_dir}: the training documents contain no words to learn from")
+    smallest = len(params.special_tokens) + len(alphabet.characters)
+    # the alphabet coverage asks for more single characters than the vocabulary has room for
+    if params.vocab_size <= smallest:
+        raise BertforgeError(
+            f"params.yaml: vocab.vocab_size {params.vocab_size} leaves no room for pieces: the "
+            f"alphabet that covers vocab.alphabet_coverage {params.alphabet_coverage} of "
+            f"{train_dir} has {len(alphabet.characters)} characters (raise vocab.vocab_size "
+            f"above {smallest} or lower vocab.alphabet_coverage)"
+        )
     fixed_pieces = [CONTINUING_SUBWORD_PREFIX + char for char in alphabet.continuations]
     trainer = trainers.WordPieceTrainer(
         vocab_size=params.vocab_size,
