@@ -18,6 +18,7 @@ from bertforge.tracking import stage_run
 from bertforge.vocab.ingested import check_ingested
 from bertforge.vocab.metrics import check_unk_rate, heldout_metrics
 from bertforge.vocab.params import VocabParams
+from bertforge.vocab.parent import load_parent_vocabulary, parent_metrics, tokenizer_from_parent
 from bertforge.vocab.train import train_tokenizer
 
 TRAIN = Path("data/ingested/train")
@@ -29,12 +30,23 @@ METRICS = Path("metrics/vocab.json")
 def main() -> None:
     params = load_section(VocabParams, "vocab")
     check_ingested(TRAIN, HELDOUT)
+    # vocab.init_from: the parent's vocabulary (checked first), extended or not
+    parent = load_parent_vocabulary(params) if params.init_from is not None else None
     inputs = {"ingested_train": TRAIN, "ingested_heldout": HELDOUT}
-    with stage_run("vocab", params, inputs=inputs) as run:
-        tokenizer = train_tokenizer(TRAIN, params)
+    tags = parent.parent.tags() if parent else None
+    with stage_run("vocab", params, inputs=inputs, tags=tags) as run:
+        extension = None
+        if parent is None:
+            tokenizer = train_tokenizer(TRAIN, params)
+        else:
+            tokenizer, extension = tokenizer_from_parent(parent, TRAIN, params)
         with atomic_directory(TOKENIZER) as staging:
             write_tokenizer(tokenizer, staging, params)
+            if extension is not None:
+                extension.write(staging)
             metrics = heldout_metrics(tokenizer, HELDOUT)
+            if parent is not None:
+                metrics |= parent_metrics(parent, extension)
             check_unk_rate(metrics, params.max_unk_rate, HELDOUT)
         write_json_atomic(METRICS, metrics)
         run.log_metrics(metrics)

@@ -21,6 +21,7 @@ from bertforge.examples.meta import META_FILE, read_meta
 from bertforge.model import BertConfig
 from bertforge.params import flatten
 from bertforge.pretrain.checkpoint import CheckpointStore
+from bertforge.pretrain.init import ParentWeights, check_parent
 from bertforge.pretrain.params import (
     RUNTIME_ONLY_PARAMS,
     PretrainParams,
@@ -44,6 +45,7 @@ class PretrainInputs:
     vocab_digest: str
     examples_digest: str
     fingerprint: dict[str, Any]
+    parent: ParentWeights | None = None  # pretrain.init_from, checked
 
     @property
     def special_ids(self) -> dict[str, int]:
@@ -100,6 +102,9 @@ def check_inputs(
             "with another tokenizer; re-run the examples stage"
         )
     config = params.model.bert_config(meta["vocab_size"], meta["special_token_ids"]["[PAD]"])
+    parent = None
+    if params.init_from is not None:  # continued pretraining: the parent must fit (init.py)
+        parent = check_parent(params.init_from, config, paths.tokenizer, meta["max_seq_length"])
     if meta["max_seq_length"] > config.max_position_embeddings:
         raise BertforgeError(
             f"params.yaml: pretrain.model.max_position_embeddings must be at least the examples' "
@@ -120,6 +125,8 @@ def check_inputs(
         raise BertforgeError(f"{paths.examples / 'heldout'}: no examples to evaluate on")
     data_digest = examples_digest(paths.examples)
     fingerprint = training_fingerprint(params, world_size, tokenizer_digest, data_digest)
+    if parent is not None:
+        fingerprint["parent"] = parent.identity  # another parent's checkpoint is not resumed
     CheckpointStore(paths.checkpoints).resumable_tag(fingerprint)  # a foreign run: refuse now
     return PretrainInputs(
         meta=meta,
@@ -130,6 +137,7 @@ def check_inputs(
         vocab_digest=tokenizer_digest,
         examples_digest=data_digest,
         fingerprint=fingerprint,
+        parent=parent,
     )
 
 

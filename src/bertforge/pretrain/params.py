@@ -16,6 +16,7 @@ import torch
 from bertforge.errors import BertforgeError
 from bertforge.model import BertConfig
 from bertforge.params import require
+from bertforge.parent import ParentSpec
 
 ZERO_STAGES = (0, 1, 2, 3)
 
@@ -54,6 +55,7 @@ class PretrainParams:
     """The ``pretrain`` section of params.yaml (docs/pretrain.md explains each knob)."""
 
     model: ModelParams = field(default_factory=ModelParams)
+    init_from: ParentSpec | None = None  # a parent checkpoint to continue (docs/pretrain.md)
     processes: int | None = 2
     zero_stage: int = 2
     micro_batch_size: int = 16

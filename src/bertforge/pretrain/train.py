@@ -8,6 +8,7 @@ rate, runs `train_step`, reports, evaluates every `eval_every` steps and checkpo
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from bertforge.pretrain.evaluation import (
     unigram_log_probabilities,
 )
 from bertforge.pretrain.export import consolidated_state_dict, export_pretrained
+from bertforge.pretrain.init import load_parent_weights
 from bertforge.pretrain.inputs import PretrainInputs
 from bertforge.pretrain.params import PretrainParams, PretrainPaths
 from bertforge.pretrain.progress import MetricsLogger, StepLogger, batch_flops, job_peak_flops
@@ -108,6 +110,11 @@ def pretrain(
         )
     torch.manual_seed(params.seed)  # the same initial weights on every rank
     model = BertForPreTraining(inputs.config)
+    init = {"parent": None}
+    if inputs.parent is not None:  # continued pretraining: the parent's weights, bit-exactly
+        init = load_parent_weights(model, inputs.parent)
+        if topology.is_main:
+            report_init(init)
     parameters = count_parameters(model)  # before ZeRO-3 partitions them away
     seed_generators(params.seed, topology.rank)
     engine, optimizer = build_engine(model, params, inputs.accumulation, topology.device)
@@ -135,6 +142,7 @@ def pretrain(
             "vocab_digest": inputs.vocab_digest,
             "examples_digest": inputs.examples_digest,
             "steps": params.max_steps,
+            "parent": init["parent"],
         },
     )
     store.discard_previous()  # the new run has succeeded: the run it superseded can go
@@ -143,6 +151,7 @@ def pretrain(
     final = log.last_row()
     return {
         "heldout": heldout,
+        "init": init,
         "train": {
             "steps": params.max_steps,
             "steps_this_run": params.max_steps - start_step,
@@ -208,6 +217,20 @@ def train(
             state = progress.trainer_state(data.plan, params, inputs.fingerprint)
             store.save(engine, progress.step, state, topology, params.keep_checkpoints)
     return logger.close()
+
+
+def report_init(init: Mapping[str, Any]) -> None:
+    """The stage log's account of a continued model: its parent and what it did not hold."""
+    parent = ", ".join(f"{key} {value}" for key, value in init["parent"].items())
+    print(f"pretrain: initialised from {parent}", file=sys.stderr)
+    fresh = ", ".join(init["initialized"]) or "none"
+    print(f"pretrain: not in the parent, freshly initialised: {fresh}", file=sys.stderr)
+    if init["added_vocab_rows"]:
+        print(
+            f"pretrain: {init['added_vocab_rows']} vocabulary rows added (mean of their "
+            "parent pieces)",
+            file=sys.stderr,
+        )
 
 
 def nonfinite_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bertforge.params import require
+from bertforge.parent import ParentSpec
 from bertforge.tokenizer.pipeline import BERT_SPECIAL_TOKENS
 
 LARGEST_VOCAB_SIZE = 1_000_000  # HF's trainer reserves memory for vocab_size tokens up front
@@ -21,6 +22,8 @@ class VocabParams:
     min_frequency: int
     limit_alphabet: int
     special_tokens: tuple[str, ...]
+    init_from: ParentSpec | None = None  # a parent checkpoint's vocabulary instead of training
+    extend_with: int = 0  # domain WordPieces appended to the parent's (docs/vocab.md)
     alphabet_coverage: float = 0.9999  # the alphabet grows past limit_alphabet to cover this
     max_unk_rate: float = 0.005  # a higher held-out [UNK] rate fails the stage
 
@@ -36,6 +39,13 @@ class VocabParams:
         )
         require(
             0.0 <= self.max_unk_rate <= 1.0, "max_unk_rate", "must be in [0, 1]", self.max_unk_rate
+        )
+        require(self.extend_with >= 0, "extend_with", "must be at least 0", self.extend_with)
+        require(
+            self.extend_with == 0 or self.init_from is not None,
+            "extend_with",
+            "needs vocab.init_from (a parent vocabulary to extend)",
+            self.extend_with,
         )
         require(self.min_frequency >= 1, "min_frequency", "must be at least 1", self.min_frequency)
         missing = [token for token in BERT_SPECIAL_TOKENS if token not in self.special_tokens]
