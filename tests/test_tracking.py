@@ -1,6 +1,7 @@
 import time
 
 import mlflow
+import pytest
 
 from bertforge.tracking import TAG_PREFIX, repo_root, stage_run, tracking_uri
 
@@ -68,3 +69,92 @@ def test_system_metrics_are_sampled_when_a_stage_asks_and_only_then(tmp_path, mo
     assert "system/cpu_utilization_percentage" in sampled
     assert "system/system_memory_usage_megabytes" in sampled
     assert not any(key.startswith("system/") for key in client.get_run(quiet.run_id).data.metrics)
+
+
+SLEEPING_STAGE = """
+import sys, time
+from bertforge.tracking import stage_run
+with stage_run("sleepy", {"x": 1}):
+    print("running", flush=True)
+    time.sleep(120)
+"""
+
+
+def start_sleeping_stage(cwd):
+    import subprocess
+    import sys
+
+    job = subprocess.Popen(
+        [sys.executable, "-c", SLEEPING_STAGE], cwd=cwd, stdout=subprocess.PIPE, text=True
+    )
+    assert job.stdout.readline().strip() == "running"
+    return job
+
+
+def stage_run_statuses() -> dict[str, str]:
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [mlflow.get_experiment_by_name("bertforge").experiment_id],
+        filter_string=f"tags.`{TAG_PREFIX}kind` = 'stage'",
+    )
+    return {run.data.tags[f"{TAG_PREFIX}stage"]: run.info.status for run in runs}
+
+
+@pytest.mark.slow
+def test_a_stage_stopped_by_sigterm_ends_its_run_as_killed(tmp_path, monkeypatch):
+    import signal
+
+    monkeypatch.chdir(tmp_path)
+    job = start_sleeping_stage(tmp_path)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=60) == 128 + signal.SIGTERM
+    assert stage_run_statuses() == {"sleepy": "KILLED"}
+
+
+@pytest.mark.slow
+def test_a_run_left_running_by_a_killed_process_is_marked_killed_by_the_next_stage(
+    tmp_path, monkeypatch
+):
+    import signal
+
+    from bertforge.tracking import PROCESS_TAG, process_identity
+
+    monkeypatch.chdir(tmp_path)
+    job = start_sleeping_stage(tmp_path)
+    job.send_signal(signal.SIGKILL)
+    job.wait(timeout=60)
+    assert stage_run_statuses() == {"sleepy": "RUNNING"}
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name("bertforge").experiment_id
+    alive = client.create_run(  # a stage of a live process (this one): left alone
+        experiment_id,
+        tags={f"{TAG_PREFIX}kind": "stage", f"{TAG_PREFIX}stage": "alive"},
+    )
+    client.set_tag(alive.info.run_id, PROCESS_TAG, process_identity())
+    with stage_run("next", {"x": 2}):
+        pass
+    assert stage_run_statuses() == {"sleepy": "KILLED", "alive": "RUNNING", "next": "FINISHED"}
+
+
+def test_waiting_for_another_process_creating_the_store_is_bounded(tmp_path, monkeypatch):
+    import fcntl
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from bertforge import tracking
+    from bertforge.errors import BertforgeError
+
+    database = (tmp_path / "mlflow.db").resolve()
+    uri = f"sqlite:///{database}"
+    key = hashlib.sha256(str(database).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"bertforge-mlflow-{key}.lock"
+    monkeypatch.setattr(tracking, "STORE_LOCK_TIMEOUT_S", 0.5)
+    with open(lock_path, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another process creating the store, stuck
+        with (
+            pytest.raises(BertforgeError, match=f"{lock_path}: waited 0.5 s .* {database}"),
+            tracking.store_creation_lock(uri),
+        ):
+            pass

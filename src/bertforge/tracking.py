@@ -13,7 +13,11 @@
   ``log_pipeline_metrics``.
 * Several processes may log to one sqlite store at once (``dvc queue start -j 2``): the first
   opening of a store, which creates its tables, is serialized by a file lock
-  (`store_creation_lock`); after that MLflow's own sqlite busy timeout (20 s) queues writers.
+  (`store_creation_lock`, waited on for at most `STORE_LOCK_TIMEOUT_S`); after that MLflow's
+  own sqlite busy timeout (20 s) queues writers, and a store still locked after it is one line.
+* A stage run ends FINISHED, FAILED (an exception), or KILLED: SIGTERM and SIGINT end it as
+  KILLED before the process exits, and a run left RUNNING by a process that is gone (SIGKILL,
+  power loss) is marked KILLED when the next stage starts (`end_orphaned_runs`).
 * Every stage run carries its flattened params, the git commit and dirty flag, the DVC
   experiment name if any, and a content hash of each input as tags (its lineage).
 * Only rank 0 of a multi-process job logs; other ranks get a run object that does nothing.
@@ -25,8 +29,11 @@ import fcntl
 import hashlib
 import os
 import re
+import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -41,6 +48,8 @@ EXPERIMENT_NAME = "bertforge"
 TAG_PREFIX = "bertforge."
 INPUT_TAG_PREFIX = f"{TAG_PREFIX}input."
 SYSTEM_METRICS_INTERVAL_S = 10
+STORE_LOCK_TIMEOUT_S = 300  # creating a store's tables takes seconds; minutes means it is stuck
+PROCESS_TAG = f"{TAG_PREFIX}process"
 MLFLOW_KEY = re.compile(r"[\w\-/ ]+(\.[\w\-/ ]+)*")
 
 
@@ -112,11 +121,105 @@ def store_creation_lock(uri: str) -> Iterator[None]:
     key = hashlib.sha256(str(database).encode()).hexdigest()[:16]
     lock_path = Path(tempfile.gettempdir()) / f"bertforge-mlflow-{key}.lock"
     with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline = time.monotonic() + STORE_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BertforgeError(
+                        f"{lock_path}: waited {STORE_LOCK_TIMEOUT_S} s for another process to "
+                        f"finish creating the MLflow store {database}; stop it, or delete "
+                        f"{database} if it was never used"
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """A sqlite store still locked after MLflow's busy timeout (20 s) is one line, not a trace."""
+    try:
+        yield
+    except Exception as error:
+        if "database is locked" not in str(error):
+            raise
+        raise BertforgeError(
+            f"{uri}: the MLflow store stayed locked by another process for MLflow's busy "
+            "timeout (20 s); run the stages one at a time or use an MLflow server"
+        ) from None
+
+
+def process_identity(pid: int | None = None) -> str:
+    """``host:pid:start`` of a process: its start time (Linux) tells a reused pid apart."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{socket.gethostname()}:{pid}:{start}"
+
+
+def process_is_gone(identity: str) -> bool:
+    """True when the process `identity` names ran on this host and is no longer alive."""
+    host, _, rest = identity.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: it cannot be checked from here
+    if start != "?":
+        return process_identity(int(pid)) != identity
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def end_orphaned_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the stage runs still RUNNING whose process on this host is gone."""
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{TAG_PREFIX}kind` = 'stage'",
+        max_results=1000,
+    )
+    orphaned = [
+        run.info.run_id for run in found if process_is_gone(run.data.tags.get(PROCESS_TAG, ""))
+    ]
+    for run_id in orphaned:
+        client.set_terminated(run_id, status="KILLED")
+    return orphaned
+
+
+@contextmanager
+def killed_on_signal() -> Iterator[None]:
+    """End the active run as KILLED if SIGTERM or SIGINT stops the process, then exit as asked.
+
+    The run is ended first; then SIGTERM exits with 128 + 15 and SIGINT raises
+    KeyboardInterrupt, so that the stage's own clean-up (staging folders) still runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import mlflow
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        mlflow.end_run("KILLED")
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def is_rank_zero() -> bool:
@@ -276,26 +379,34 @@ def stage_run(
         return
     import mlflow
 
-    experiment = set_experiment()
+    with store_errors(tracking_uri()):
+        experiment = set_experiment()
+        client = mlflow.MlflowClient()
+        end_orphaned_runs(client, experiment.experiment_id)
     all_tags = lineage_tags(inputs or {})
     pipeline_id = hashlib.sha256(
         (all_tags[f"{TAG_PREFIX}git_commit"] + all_tags[f"{TAG_PREFIX}params_digest"]).encode()
     ).hexdigest()[:16]
-    client = mlflow.MlflowClient()
-    parent_id = _pipeline_parent_run(client, experiment.experiment_id, pipeline_id, all_tags)
+    with store_errors(tracking_uri()):
+        parent_id = _pipeline_parent_run(client, experiment.experiment_id, pipeline_id, all_tags)
     all_tags[f"{TAG_PREFIX}pipeline_id"] = pipeline_id
     all_tags[f"{TAG_PREFIX}stage"] = stage
     all_tags[f"{TAG_PREFIX}kind"] = "stage"
+    all_tags[PROCESS_TAG] = process_identity()
     all_tags.update(tags or {})
     if system_metrics and not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.set_system_metrics_samples_before_logging(1)
-    with mlflow.start_run(
-        run_name=run_name or stage,
-        tags=all_tags,
-        parent_run_id=parent_id,
-        log_system_metrics=system_metrics,
-    ) as run:
+    with (
+        store_errors(tracking_uri()),
+        mlflow.start_run(
+            run_name=run_name or stage,
+            tags=all_tags,
+            parent_run_id=parent_id,
+            log_system_metrics=system_metrics,
+        ) as run,
+        killed_on_signal(),
+    ):
         flat = {f"{stage}.{key}": value for key, value in flatten(params).items()}
         if flat:
             mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
