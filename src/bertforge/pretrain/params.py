@@ -81,6 +81,7 @@ class PretrainParams:
     max_nonfinite_in_a_row: int = 5
     compile: bool = False
     log_every: int = 10
+    stall_timeout_s: float = 1800.0
 
     def __post_init__(self) -> None:
         for name in POSITIVE_INTEGERS:
@@ -91,7 +92,7 @@ class PretrainParams:
         for name in ("processes", "gradient_accumulation_steps"):
             value = getattr(self, name)
             require(value is None or value >= 1, name, "must be null or at least 1", value)
-        for name in ("lr", "eps", "decay_power"):
+        for name in ("lr", "eps", "decay_power", "stall_timeout_s"):
             require(getattr(self, name) > 0, name, "must be positive", getattr(self, name))
         require(
             self.zero_stage in ZERO_STAGES,
@@ -134,6 +135,7 @@ RUNTIME_ONLY_PARAMS = frozenset(
         "eval_batch_size",
         "max_nonfinite_in_a_row",
         "log_every",
+        "stall_timeout_s",
     }
 )
 """Params that do not change the trained weights; changing them never invalidates a checkpoint."""

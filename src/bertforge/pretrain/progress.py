@@ -1,11 +1,13 @@
 """What the run reports while it trains: the progress bar, the training log (the DVC plot) and
-MLflow's per-step metrics, with throughput and MFU against the measured matmul peak."""
+MLflow's per-step metrics, with throughput and MFU against the measured matmul peak; and the
+stall watchdog, which stops a rank that makes no step for ``stall_timeout_s``."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +23,43 @@ from bertforge.pretrain.step import STATS, StepResult
 
 MetricsLogger = Callable[[Mapping[str, float], int], None]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STALL_EXIT_CODE = 3
+
+
+class StallWatchdog:
+    """Ends the process, with one line and exit code 3, when `beat` is not called for `timeout_s`.
+
+    A rank blocked in a collective (a peer hung, a deadlocked op) would otherwise wait without
+    limit; the launcher then stops the other ranks. A daemon thread checks a few times a
+    timeout; `stop` ends it.
+    """
+
+    def __init__(self, timeout_s: float, rank: int, step: int) -> None:
+        self.timeout_s = timeout_s
+        self.rank = rank
+        self.step = step
+        self.last_beat = time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
+        self.thread.start()
+
+    def beat(self, step: int) -> None:
+        self.step, self.last_beat = step, time.monotonic()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(min(self.timeout_s / 4, 10.0)):
+            if time.monotonic() - self.last_beat > self.timeout_s:
+                print(
+                    f"error: pretrain: rank {self.rank} made no training step for "
+                    f"{self.timeout_s:g} s after step {self.step} (pretrain.stall_timeout_s); "
+                    "stopped: a peer may have hung or died; resume with the same command",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(STALL_EXIT_CODE)
 
 
 class TrainingLog:
@@ -90,6 +129,7 @@ class StepLogger:
         log: TrainingLog | None,
         log_metrics: MetricsLogger | None,
         peak_flops: float,
+        rank: int = 0,
     ) -> None:
         self.every = params.log_every
         self.max_steps = params.max_steps
@@ -107,9 +147,11 @@ class StepLogger:
             disable=log is None,
             file=sys.stderr,
         )
+        self.watchdog = StallWatchdog(params.stall_timeout_s, rank, start_step)
 
     def add(self, step: int, result: StepResult, lr: float, nonfinite_total: int) -> None:
         """Account step `step` (1-based); every `log_every` steps, emit a row."""
+        self.watchdog.beat(step)
         for key, value in result.sums.items():
             self.window[key] += value
         self.tokens += result.sums["tokens"]
@@ -133,6 +175,7 @@ class StepLogger:
 
     def close(self) -> dict[str, float]:
         """Throughput of this invocation's training."""
+        self.watchdog.stop()
         self.bar.close()
         seconds = time.perf_counter() - self.started
         flops_per_s = self.flops / seconds if self.flops else 0.0

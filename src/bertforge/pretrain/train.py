@@ -30,6 +30,7 @@ from bertforge.pretrain.evaluation import (
 from bertforge.pretrain.export import consolidated_state_dict, export_pretrained
 from bertforge.pretrain.init import load_parent_weights
 from bertforge.pretrain.inputs import PretrainInputs
+from bertforge.pretrain.ops import prepare_ops
 from bertforge.pretrain.params import PretrainParams, PretrainPaths
 from bertforge.pretrain.progress import MetricsLogger, StepLogger, batch_flops, job_peak_flops
 from bertforge.pretrain.rng import HELDOUT_MASK, MASK, seed_generators
@@ -102,6 +103,7 @@ def pretrain(
     Every rank calls this. `log_metrics(metrics, step)` receives the per-step metrics (rank 0);
     `lineage` goes into the export's lineage.json (e.g. the MLflow run id).
     """
+    prepare_ops(params, torch.cuda.is_available())  # no silent JIT build, no stale lock
     topology = start_distributed()
     if topology.world_size != inputs.world_size:
         raise BertforgeError(
@@ -189,7 +191,7 @@ def train(
     """
     peak_flops = job_peak_flops(topology.device, params.precision)
     log = store.training_log() if topology.is_main else None
-    logger = StepLogger(params, progress.step, log, log_metrics, peak_flops)
+    logger = StepLogger(params, progress.step, log, log_metrics, peak_flops, topology.rank)
     flops_of = functools.partial(batch_flops, inputs.config)
     engine.train()
     for step in range(progress.step, params.max_steps):
