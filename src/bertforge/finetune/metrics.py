@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,54 +39,73 @@ def _constant(values: np.ndarray) -> bool:
     return bool(np.all(values == values[0]))
 
 
-def split_metrics(
-    task: TaskData, gold: Sequence[Any], predicted: Sequence[Any]
-) -> dict[str, float]:
-    """Every metric of the task's kind on one split, without subsets."""
-    if task.kind == "regression":
-        gold_array = np.asarray(gold, dtype=np.float64)
-        predicted_array = np.asarray(predicted, dtype=np.float64)
-        flat = _constant(gold_array) or _constant(predicted_array)
-        return {
-            "pearson": 0.0
-            if flat
-            else _correlation(stats.pearsonr(gold_array, predicted_array)[0]),
-            "spearman": 0.0
-            if flat
-            else _correlation(stats.spearmanr(gold_array, predicted_array)[0]),
-            "mse": float(sk.mean_squared_error(gold_array, predicted_array)),
-        }
-    gold_array, predicted_array = np.asarray(gold, dtype=str), np.asarray(predicted, dtype=str)
+def _pearson(gold: np.ndarray, predicted: np.ndarray) -> float:
+    if _constant(gold) or _constant(predicted):
+        return 0.0
+    return _correlation(stats.pearsonr(gold, predicted)[0])
+
+
+def _spearman(gold: np.ndarray, predicted: np.ndarray) -> float:
+    if _constant(gold) or _constant(predicted):
+        return 0.0
+    return _correlation(stats.spearmanr(gold, predicted)[0])
+
+
+def _mse(gold: np.ndarray, predicted: np.ndarray) -> float:
+    return float(sk.mean_squared_error(gold, predicted))
+
+
+def _accuracy(gold: np.ndarray, predicted: np.ndarray) -> float:
+    return float(sk.accuracy_score(gold, predicted))
+
+
+def _matthews(gold: np.ndarray, predicted: np.ndarray) -> float:
     with warnings.catch_warnings():
         # one class in gold and predictions is a defined case here (Matthews 0), not a mistake
         warnings.simplefilter("ignore", UserWarning)
-        return _classification_metrics(task, gold_array, predicted_array)
+        return float(sk.matthews_corrcoef(gold, predicted))
 
 
-def _classification_metrics(
-    task: TaskData, gold_array: np.ndarray, predicted_array: np.ndarray
-) -> dict[str, float]:
-    metrics = {
-        "accuracy": float(sk.accuracy_score(gold_array, predicted_array)),
-        "matthews": float(sk.matthews_corrcoef(gold_array, predicted_array)),
-    }
+def _macro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+    # unweighted mean of per-class F1 over the classes in gold or predictions
+    return float(sk.f1_score(gold, predicted, average="macro", zero_division=0.0))
+
+
+REGRESSION_METRICS = {"pearson": _pearson, "spearman": _spearman, "mse": _mse}
+
+
+def metric_functions(task: TaskData) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Name -> function(gold, predicted) of every metric of the task's kind."""
+    if task.kind == "regression":
+        return dict(REGRESSION_METRICS)
+    functions = {"accuracy": _accuracy, "matthews": _matthews}
     if len(task.labels) == 2:
         # F1 of the positive class; 0 when it is neither predicted nor present
-        metrics["f1"] = float(
+        functions["f1"] = lambda gold, predicted: float(
             sk.f1_score(
-                gold_array,
-                predicted_array,
-                pos_label=task.positive_label,
-                average="binary",
-                zero_division=0.0,
+                gold, predicted, pos_label=task.positive_label, average="binary", zero_division=0.0
             )
         )
     else:
-        # unweighted mean of per-class F1 over the classes in gold or predictions
-        metrics["macro_f1"] = float(
-            sk.f1_score(gold_array, predicted_array, average="macro", zero_division=0.0)
-        )
-    return metrics
+        functions["macro_f1"] = _macro_f1
+    return functions
+
+
+def split_metrics(
+    task: TaskData,
+    gold: Sequence[Any],
+    predicted: Sequence[Any],
+    names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Every metric of the task's kind on one split, without subsets (or only `names`)."""
+    dtype = np.float64 if task.kind == "regression" else str
+    gold_array, predicted_array = np.asarray(gold, dtype=dtype), np.asarray(predicted, dtype=dtype)
+    functions = metric_functions(task)
+    return {
+        name: function(gold_array, predicted_array)
+        for name, function in functions.items()
+        if names is None or name in names
+    }
 
 
 def compute_metrics(
@@ -99,21 +118,29 @@ def compute_metrics(
 
 
 def metrics_with_score(
-    task: TaskData, gold: Sequence[Any], predicted: Sequence[Any], subsets: Sequence[str]
+    task: TaskData,
+    gold: Sequence[Any],
+    predicted: Sequence[Any],
+    subsets: Sequence[str],
+    score_only: bool = False,
 ) -> dict[str, float]:
-    """`compute_metrics` on plain sequences (gold labels, predictions, each row's subset)."""
+    """`compute_metrics` on plain sequences (gold labels, predictions, each row's subset);
+    `score_only` computes only the metrics the score needs (for the bootstrap)."""
+    paired = GLUE_METRIC_PAIRS.get(task.metric, (task.metric,))
+    only = paired if score_only else None
     names = sorted(set(subsets))
     if names == [""]:
-        metrics = split_metrics(task, gold, predicted)
+        metrics = split_metrics(task, gold, predicted, only)
         parts = [metrics]
     else:
         metrics, parts = {}, []
         for subset in names:
             chosen = [i for i, name in enumerate(subsets) if name == subset]
-            part = split_metrics(task, [gold[i] for i in chosen], [predicted[i] for i in chosen])
+            part = split_metrics(
+                task, [gold[i] for i in chosen], [predicted[i] for i in chosen], only
+            )
             metrics.update({f"{name}_{subset}": value for name, value in part.items()})
             parts.append(part)
     # the score: the primary metric, averaged with its GLUE partner and over the subsets
-    paired = GLUE_METRIC_PAIRS.get(task.metric, (task.metric,))
     metrics["score"] = float(np.mean([part[name] for part in parts for name in paired]))
     return metrics
