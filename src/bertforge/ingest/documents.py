@@ -15,7 +15,8 @@ from typing import NamedTuple
 from bertforge.ingest.cleaning import clean_document
 from bertforge.ingest.params import IngestParams
 from bertforge.ingest.readers import RawDocument
-from bertforge.ingest.sentences import SENTENCE_SPLITTER, make_sentence_splitter
+from bertforge.ingest.sentences import SENTENCE_SPLITTER, make_sentence_splitter, splitter_for
+from bertforge.ingest.zh import join_wrapped_lines
 
 DROP_REASONS = ("empty", "too_short", "too_few_sentences", "duplicate")
 
@@ -51,6 +52,7 @@ class DocumentRules:
     holdout_fraction: float
     seed: int
     splitter: str = SENTENCE_SPLITTER
+    join_wrapped_lines: bool = False
 
     @classmethod
     def from_params(cls, params: IngestParams) -> DocumentRules:
@@ -60,6 +62,8 @@ class DocumentRules:
             language=params.language,
             holdout_fraction=params.holdout_fraction,
             seed=params.seed,
+            splitter=splitter_for(params.language),
+            join_wrapped_lines=params.join_wrapped_lines,
         )
 
 
@@ -85,6 +89,9 @@ def process_batch(batch: list[RawDocument], rules: DocumentRules) -> BatchResult
     dropped = dict.fromkeys(DROP_REASONS, 0)
     characters_removed = 0
     for source, raw_text in batch:
+        # hard-wrapped lines of Chinese or Japanese are joined without a space
+        if rules.join_wrapped_lines:
+            raw_text = join_wrapped_lines(raw_text)
         text, removed = clean_document(raw_text)
         characters_removed += removed
         # drop a document that is empty once cleaned

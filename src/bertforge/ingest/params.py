@@ -50,6 +50,7 @@ class IngestParams:
     seed: int
     num_proc: int
     rows_per_shard: int
+    join_wrapped_lines: bool = False  # no space where a line break splits Chinese or Japanese
 
     def __post_init__(self) -> None:
         require(len(self.sources) > 0, "sources", "must list at least one source", self.sources)

@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 import zstandard
 
 from bertforge.errors import BertforgeError
+from bertforge.ingest.encodings import legacy_encoding_hint
 from bertforge.ingest.sources import Source, check_regular_file
 from bertforge.io import json_object_lines
 
@@ -193,7 +194,8 @@ def iter_lines(
         except UnicodeDecodeError as error:
             bad_line = line_number + complete.count(b"\n", 0, error.start)
             raise BertforgeError(
-                f"{name}: line {bad_line}: not valid UTF-8 at byte offset {offset + error.start}"
+                f"{name}: line {bad_line}: not valid UTF-8 at byte offset {offset + error.start}; "
+                + legacy_encoding_hint(complete)
             ) from None
         lines = text.split("\n")  # not splitlines(): form feeds and U+2028 stay inside a line
         if text.endswith("\n"):

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import sentencex
 
+from bertforge.ingest.zh import chinese_splitter
+
 SENTENCE_SPLITTER = "sentencex"  # chosen in benchmarks/bench_sentence_splitters.py
 
 SentenceSplitter = Callable[[str], list[str]]
@@ -47,7 +49,14 @@ def spacy_splitter(language: str) -> SentenceSplitter:
 SENTENCE_SPLITTERS: dict[str, Callable[[str], SentenceSplitter]] = {
     "sentencex": sentencex_splitter,
     "spacy": spacy_splitter,
+    "zh_rules": chinese_splitter,
 }
+LANGUAGE_SPLITTERS = {"zh": "zh_rules"}  # chosen in benchmarks/bench_chinese_splitters.py
+
+
+def splitter_for(language: str) -> str:
+    """The splitter chosen for `language`: its own where one was measured best, else sentencex."""
+    return LANGUAGE_SPLITTERS.get(language, SENTENCE_SPLITTER)
 
 
 @functools.cache
