@@ -14,6 +14,9 @@ code, and ``model_config`` says which of three things the model does:
   probability ``score`` and ``scores`` (every label's probability) out.
 * ``regression``: the same inputs; ``value`` out.
 
+A request with no rows, a ``text`` (or ``text_pair``) that is not a string (null, a number, an
+object), or a ``top_k`` outside 1..the vocabulary size is refused with a 400 naming the field.
+
 Texts are tokenized with the model directory's ``tokenizer.json`` exactly as in fine-tuning
 (`bertforge.finetune.pretrained.load_export_tokenizer`: ``[CLS] a [SEP] b [SEP]``, segment ids
 0/1, longest-first truncation to ``max_length`` tokens, the fine-tuning ``max_seq_length``).
@@ -24,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
@@ -76,19 +80,44 @@ class BertforgeModel(PythonModel):
     ) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         if "text" not in frame.columns:
-            raise MlflowException.invalid_parameter_value("input needs a 'text' column")
-        texts = [str(text) for text in frame["text"]]
-        pairs = [str(text) for text in frame["text_pair"]] if "text_pair" in frame else None
+            raise MlflowException.invalid_parameter_value(
+                "input is empty: send at least one row with a 'text' field"
+                if frame.empty
+                else "input needs a 'text' column"
+            )
+        if len(frame) == 0:
+            raise MlflowException.invalid_parameter_value(
+                "input has no rows: send at least one 'text'"
+            )
+        texts = checked_strings(frame["text"], "text")
+        pairs = checked_strings(frame["text_pair"], "text_pair") if "text_pair" in frame else None
+        top_k = self._checked_top_k(params) if self.kind == "fill-mask" else 0
         rows: list[dict[str, Any]] = []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = texts[start : start + BATCH_SIZE]
             batch_pairs = pairs[start : start + BATCH_SIZE] if pairs is not None else None
             if self.kind == "fill-mask":
-                top_k = int((params or {}).get("top_k") or self.top_k)
                 rows.extend(self._fill_mask(batch, top_k))
             else:
                 rows.extend(self._classify(batch, batch_pairs))
         return pd.DataFrame(rows, columns=self._output_columns())
+
+    def _checked_top_k(self, params: dict[str, Any] | None) -> int:
+        """The request's `top_k` (the model's default when absent), an integer in 1..vocabulary."""
+        top_k = (params or {}).get("top_k")
+        if top_k is None:
+            top_k = self.top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer):
+            raise MlflowException.invalid_parameter_value(
+                f"params 'top_k' must be an integer, got {top_k!r}"
+            )
+        vocabulary = int(self.model.config.vocab_size)
+        if not 1 <= top_k <= vocabulary:
+            raise MlflowException.invalid_parameter_value(
+                f"params 'top_k' must be between 1 and {vocabulary} (the vocabulary size), "
+                f"got {int(top_k)}"
+            )
+        return int(top_k)
 
     def _output_columns(self) -> list[str]:
         return {
@@ -167,6 +196,31 @@ class BertforgeModel(PythonModel):
                 }
             )
         return rows
+
+
+def checked_strings(values: pd.Series, field: str) -> list[str]:
+    """The values of one input field; a value that is not a string is a 400 naming field and row."""
+    for row, value in enumerate(values):
+        if not isinstance(value, str):
+            raise MlflowException.invalid_parameter_value(
+                f"'{field}' of row {row} must be a string, got {json_type(value)}"
+            )
+    return list(values)
+
+
+def json_type(value: Any) -> str:
+    """What a request's value was, in JSON's words (null, a number, an object...)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "null"
+    if isinstance(value, bool | np.bool_):
+        return "a boolean"
+    if isinstance(value, int | float | np.number):
+        return f"the number {value}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple | np.ndarray):
+        return "an array"
+    return type(value).__name__
 
 
 set_model(BertforgeModel())
