@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertforge.parent import PARENT_TAG_PREFIX
 from bertforge.registry.register import DATA_TAG_PREFIX
 from bertforge.registry.store import Registry, parse_model_uri
 from bertforge.registry.summary import EvalSummary
@@ -45,6 +46,15 @@ def lineage_report(registry: Registry, uri: str) -> str:
         lines.append(f"  {key.removeprefix(TAG_PREFIX):<28} {value}")
     if not data and not inputs:
         lines.append("  (none recorded)")
+    parent = {
+        key.removeprefix(PARENT_TAG_PREFIX): value
+        for key, value in sorted(tags.items())
+        if key.startswith(PARENT_TAG_PREFIX)
+    }
+    lines += ["", "parent checkpoint (continued pretraining)"]
+    lines += [f"  {key:<14} {value}" for key, value in parent.items()] or [
+        "  (none: pretrained from random weights)"
+    ]
     lines += ["", "runs"]
     for label, key in (
         ("pretraining", "pretrain_run_id"),

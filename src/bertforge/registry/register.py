@@ -10,6 +10,8 @@ and becomes a new version of its registered model with tags that say where it ca
 * ``bertforge.input.<name>``: content hashes of what the version was made from (the model
   directory, the metrics files), and ``bertforge.data.<path>``: the md5 DVC recorded in dvc.lock
   for each source input of the pipeline (raw data that no stage produces);
+* ``bertforge.parent.<key>``: the checkpoint pretraining continued from, if any (path and
+  sha256, or hub id and revision), read from the pretrained export's lineage.json;
 * ``bertforge.pretrain_run_id``, ``bertforge.finetune_run_id``, ``bertforge.register_run_id``:
   the MLflow runs that trained and logged it;
 * ``bertforge.primary_metric``, ``bertforge.num_seeds`` and ``bertforge.metric.<m>.mean`` /
@@ -27,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from bertforge.parent import exported_parent, parent_tags
 from bertforge.registry.candidates import Candidate, validate_candidates
 from bertforge.registry.store import registered_model_exists, registry_client
 from bertforge.tracking import TAG_PREFIX, lineage_tags
@@ -127,6 +130,9 @@ def register_one(
     import mlflow
 
     tags = dict(base_tags) | lineage_tags(candidate.inputs) | dict(candidate.tags)
+    parent = exported_parent(Path(candidate.inputs.get("pretrained", candidate.model_dir)))
+    if parent:  # continued pretraining: the checkpoint it started from
+        tags |= parent_tags(parent)
     tags[KIND_TAG] = candidate.kind
     tags[PAIR_TAG] = str(candidate.pair).lower()
     if candidate.summary is not None:
