@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bertforge.examples.params import ExamplesParams
+from bertforge.examples.segmentation import check_word_segmenter
 from bertforge.examples.write import check_inputs, write_examples
 from bertforge.io import atomic_outputs
 from bertforge.params import flatten, load_section
@@ -24,6 +25,7 @@ METRICS = Path("metrics/examples.json")
 
 def main() -> None:
     params = load_section(ExamplesParams, "examples")
+    check_word_segmenter(params.word_segmenter)
     inputs = check_inputs(INGESTED, TOKENIZER, params)
     with stage_run(
         "examples", params, inputs={"ingested": INGESTED, "tokenizer": TOKENIZER}

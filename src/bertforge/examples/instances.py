@@ -36,6 +36,7 @@ class TokenizedUnit:
     token_ids: np.ndarray
     sentence_starts: np.ndarray | list[int]
     document_sentences: np.ndarray | list[tuple[int, int]]
+    word_continues: np.ndarray | None = None  # per token, with a word segmenter (segmentation.py)
 
     @property
     def num_documents(self) -> int:

@@ -76,13 +76,19 @@ def create_masked_lm_predictions(
 
 
 def mask_batch(
-    input_ids: np.ndarray, lengths: np.ndarray, rule: MaskingRule, rng: np.random.Generator
+    input_ids: np.ndarray,
+    lengths: np.ndarray,
+    rule: MaskingRule,
+    rng: np.random.Generator,
+    word_continues: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`create_masked_lm_predictions` for a padded batch ``[batch, width]`` of sequences.
 
     Positions at or past a row's length (padding) are never chosen. Returns the masked ids
     (same shape and dtype), ``masked_lm_positions [batch, max_predictions_per_seq]`` ascending
     and padded with 0, and ``masked_lm_labels`` (the original ids) padded with `IGNORE_INDEX`.
+    With whole words, `word_continues` (``[batch, width]``, from a word segmenter) marks the
+    tokens that continue the word before them instead of the vocabulary's ``##`` pieces.
     """
     input_ids = np.asarray(input_ids)
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -100,8 +106,10 @@ def mask_batch(
         positions = _choose_tokens(candidate, in_sequence, num_to_predict, predictions, rng)
         count = num_to_predict
     else:
-        # whole words: a ## piece joins the word before it (unless that is [CLS] or [SEP])
-        word_start = candidate & ~(rule.continuation[input_ids] & _shift_right(candidate))
+        # whole words: a ## piece (or a segmented word's later character) joins the word before it
+        # (unless that is [CLS] or [SEP])
+        continues = rule.continuation[input_ids] if word_continues is None else word_continues
+        word_start = candidate & ~(continues & _shift_right(candidate))
         chosen = _choose_whole_words(candidate, word_start, num_to_predict, rng)
         chosen_rows, chosen_columns = np.nonzero(chosen)  # ascending within each row
         count = np.bincount(chosen_rows, minlength=batch)
@@ -203,10 +211,19 @@ def _choose_whole_words(
     return chosen
 
 
-def mask_instances(instances: InstanceBatch, rule: MaskingRule, rng: np.random.Generator) -> None:
-    """Static masking: substitute the masks into `instances` and record what was there."""
+def mask_instances(
+    instances: InstanceBatch,
+    rule: MaskingRule,
+    rng: np.random.Generator,
+    word_continues: np.ndarray | None = None,
+) -> None:
+    """Static masking: substitute the masks into `instances` and record what was there
+    (`word_continues`: a word segmenter's marks for every id of `instances`, or None)."""
     padded, lengths = pad_ragged(instances.input_ids, instances.input_offsets, 0)
-    masked, positions, labels = mask_batch(padded, lengths, rule, rng)
+    marks = None
+    if word_continues is not None:
+        marks = pad_ragged(word_continues, instances.input_offsets, False)[0]
+    masked, positions, labels = mask_batch(padded, lengths, rule, rng, marks)
     is_prediction = labels != IGNORE_INDEX
     instances.input_ids = masked[np.arange(masked.shape[1]) < lengths[:, None]]
     instances.masked_lm_positions = positions[is_prediction].astype(np.int16)

@@ -41,6 +41,8 @@ def examples_meta(tokenizer: TokenizerInfo, params: ExamplesParams) -> dict[str,
         "special_token_ids": tokenizer.special_ids,
         "dupe_factor": dict(zip(EXAMPLE_SPLITS, params.dupe_factors, strict=True)),
         **{key: getattr(params, key) for key in RECORDED_PARAMS},
+        # recorded only when set, so that meta.json without a segmenter keeps its bytes
+        **({"word_segmenter": params.word_segmenter} if params.word_segmenter != "none" else {}),
     }
 
 

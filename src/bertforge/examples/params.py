@@ -18,6 +18,7 @@ class ExamplesParams:
     dupe_factor: int = 2
     short_seq_prob: float = 0.1
     whole_word_mask: bool = False
+    word_segmenter: Literal["none", "jieba"] = "none"
     nsp: bool = True
     masking: Literal["static", "dynamic"] = "static"
     random_seed: int = 12345
@@ -42,6 +43,13 @@ class ExamplesParams:
         require(self.negative_pool_size >= 2, "negative_pool_size", "must be at least 2",
                 self.negative_pool_size)  # fmt: skip
         require(self.num_proc >= 1, "num_proc", "must be at least 1", self.num_proc)
+        segmented = self.word_segmenter != "none"
+        require(not segmented or self.whole_word_mask, "word_segmenter",
+                "needs whole_word_mask: true (it finds the words to mask whole)",
+                self.word_segmenter)  # fmt: skip
+        require(not segmented or self.masking == "static", "word_segmenter",
+                "needs masking: static (the words are known only while examples are made)",
+                self.word_segmenter)  # fmt: skip
 
     @property
     def max_num_tokens(self) -> int:

@@ -28,6 +28,7 @@ from bertforge.examples.masking import MaskingRule
 from bertforge.examples.meta import examples_meta
 from bertforge.examples.metrics import instance_statistics
 from bertforge.examples.params import ExamplesParams
+from bertforge.examples.segmentation import SegmentedSentenceTokenizer, load_segmenter
 from bertforge.examples.units import (
     SplitDocuments,
     WorkUnit,
@@ -90,7 +91,7 @@ class _Worker:
     """Per-process state, loaded once per worker by `start_worker`."""
 
     settings: UnitSettings | None = None
-    tokenizer: SentenceTokenizer | None = None
+    tokenizer: SentenceTokenizer | SegmentedSentenceTokenizer | None = None
     rule: MaskingRule | None = None
     contract: Any = None
     arrow_schema: pa.Schema | None = None
@@ -108,6 +109,11 @@ def start_worker(settings: UnitSettings, shared: Any) -> None:
     _Worker.settings = settings
     _Worker.shared = shared
     _Worker.tokenizer = SentenceTokenizer(tokenizer, settings.tokenizer.id_dtype)
+    if settings.params.word_segmenter != "none":
+        segmenter = load_segmenter(settings.params.word_segmenter)
+        _Worker.tokenizer = SegmentedSentenceTokenizer(
+            tokenizer, settings.tokenizer.id_dtype, segmenter
+        )
     _Worker.rule = MaskingRule.from_meta(meta, tokenizer.get_vocab(with_added_tokens=True))
     _Worker.contract = settings.contract()
     _Worker.arrow_schema = examples_arrow_schema(settings.tokenizer.vocab_size)

@@ -28,6 +28,7 @@ from bertforge.examples.instances import (
 )
 from bertforge.examples.masking import MaskingRule, mask_instances
 from bertforge.examples.params import ExamplesParams
+from bertforge.examples.segmentation import SegmentedSentenceTokenizer, instance_word_continues
 from bertforge.shards import shard_files
 from bertforge.tokenizer.sentences import SentenceTokenizer
 
@@ -91,9 +92,16 @@ class SplitDocuments:
         return self._last[1]
 
 
-def tokenize_unit(tokenizer: SentenceTokenizer, documents: pa.ListArray) -> TokenizedUnit:
-    """Tokenize every sentence of the unit's documents, without special tokens, into one array."""
-    token_ids, lengths = tokenizer.encode(documents.flatten())
+def tokenize_unit(
+    tokenizer: SentenceTokenizer | SegmentedSentenceTokenizer, documents: pa.ListArray
+) -> TokenizedUnit:
+    """Tokenize every sentence of the unit's documents, without special tokens, into one array
+    (with a segmenting tokenizer, also each token's word-continuation mark)."""
+    word_continues = None
+    if isinstance(tokenizer, SegmentedSentenceTokenizer):
+        token_ids, lengths, word_continues = tokenizer.encode(documents.flatten())
+    else:
+        token_ids, lengths = tokenizer.encode(documents.flatten())
     sentences_per_document = pc.list_value_length(documents).to_numpy()
     document_of_sentence = np.repeat(np.arange(len(documents)), sentences_per_document)
     kept = lengths > 0
@@ -104,6 +112,7 @@ def tokenize_unit(tokenizer: SentenceTokenizer, documents: pa.ListArray) -> Toke
         token_ids=token_ids,
         sentence_starts=np.concatenate([[0], np.cumsum(lengths[kept])]),
         document_sentences=np.stack([document_ends - sentences_per_document, document_ends], 1),
+        word_continues=word_continues,
     )
 
 
@@ -133,5 +142,10 @@ def create_unit_instances(
         unit.token_ids, span_rows, special_ids["[CLS]"], special_ids["[SEP]"]
     )
     if params.masking == "static":
-        mask_instances(instances, rule, rng)
+        word_continues = None
+        if unit.word_continues is not None:
+            word_continues = instance_word_continues(
+                unit.word_continues, span_rows, instances.input_offsets
+            )
+        mask_instances(instances, rule, rng, word_continues)
     return instances
