@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertforge.io import atomic_directory, write_json_atomic
+from bertforge.io import atomic_outputs
 from bertforge.params import load_section
 from bertforge.stage import run_stage
 from bertforge.tokenizer.files import write_tokenizer
@@ -40,15 +40,15 @@ def main() -> None:
             tokenizer = train_tokenizer(TRAIN, params)
         else:
             tokenizer, extension = tokenizer_from_parent(parent, TRAIN, params)
-        with atomic_directory(TOKENIZER) as staging:
-            write_tokenizer(tokenizer, staging, params)
+        with atomic_outputs(TOKENIZER, METRICS) as staged:
+            write_tokenizer(tokenizer, staged.directory, params)
             if extension is not None:
-                extension.write(staging)
+                extension.write(staged.directory)
             metrics = heldout_metrics(tokenizer, HELDOUT)
             if parent is not None:
                 metrics |= parent_metrics(parent, extension)
             check_unk_rate(metrics, params.max_unk_rate, HELDOUT)
-        write_json_atomic(METRICS, metrics)
+            staged.metrics = metrics
         run.log_metrics(metrics)
         run.log_artifact(TOKENIZER, artifact_path="tokenizer")
 
