@@ -20,7 +20,7 @@ from bertforge.evaluate import (
 )
 from bertforge.finetune.params import FinetuneParams
 from bertforge.finetune.tasks import load_task
-from bertforge.io import write_json_atomic
+from bertforge.io import atomic_outputs
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
 from bertforge.tracking import stage_run
@@ -48,11 +48,10 @@ def main() -> None:
         )
     evaluation = evaluate_results(results, inits, seeds, split, baselines, bootstrap)
     with stage_run("evaluate", params, inputs={"finetuned": FINETUNED}) as run:
-        write_json_atomic(METRICS, evaluation)
-        REPORT.parent.mkdir(parents=True, exist_ok=True)
-        staging = REPORT.with_name(f".{REPORT.name}.tmp")
-        staging.write_text(render_report(evaluation), encoding="utf-8")
-        staging.replace(REPORT)
+        # metrics/eval.json and reports/eval.md are swapped in together, last
+        with atomic_outputs(None, METRICS, files=[REPORT]) as staged:
+            staged.path(REPORT).write_text(render_report(evaluation), encoding="utf-8")
+            staged.metrics = evaluation
         numbers = flatten({"average": evaluation["average"], "tasks": evaluation["tasks"]})
         run.log_metrics(numbers)
         run.log_pipeline_metrics(
