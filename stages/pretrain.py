@@ -16,14 +16,15 @@ from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
-from bertforge.io import atomic_outputs
+from bertforge.io import atomic_outputs, sha256_file
+from bertforge.model import WEIGHTS_FILE
 from bertforge.params import flatten, load_section
 from bertforge.pretrain.inputs import check_inputs
 from bertforge.pretrain.launch import launch_local_processes, under_launcher
 from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
 from bertforge.pretrain.train import pretrain
 from bertforge.stage import run_stage
-from bertforge.tracking import stage_run
+from bertforge.tracking import PRETRAINED_WEIGHTS_TAG, stage_run
 
 PATHS = PretrainPaths()
 METRICS = Path("metrics/pretrain.json")
@@ -45,16 +46,12 @@ def main() -> None:
     ) as run:
         with atomic_outputs(PATHS.export, METRICS) if rank0 else nullcontext() as staged:
             paths = PATHS if staged is None else replace(PATHS, export=staged.directory)
-            summary = pretrain(
-                params,
-                inputs,
-                paths,
-                log_metrics=run.log_metrics,
-                lineage={"mlflow_run_id": run.run_id},
-            )
+            summary = pretrain(params, inputs, paths, log_metrics=run.log_metrics)
             if summary is None:  # not rank 0
                 return
             staged.metrics = summary
+        # the run is found from the weights (finetune, register): no run id in the export
+        run.set_tags({PRETRAINED_WEIGHTS_TAG: sha256_file(PATHS.export / WEIGHTS_FILE)})
         run.log_metrics(flatten(summary))
         run.log_artifact(PATHS.export, "model")
 

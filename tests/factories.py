@@ -491,7 +491,6 @@ def copy_examples_project(project: Path, tmp_path: Path) -> Path:
 
 # --- registry (helper RG): MLflow stores, the register stage's inputs, quick versions --------
 
-REGISTRY_PRETRAIN_RUN_ID = "0123456789abcdef0123456789abcdef"
 REGISTRY_SEEDS = (0, 1)
 REGISTRY_INITS = ("pretrained", "scratch")
 TOKENIZER_FILES = (
@@ -553,7 +552,7 @@ def build_register_project(
     root.mkdir(parents=True, exist_ok=True)
     (root / ".dvc").mkdir(exist_ok=True)
     export = make_tiny_export(root / "data/pretrained/model", hidden=16, layers=1)
-    (export / "lineage.json").write_text(json.dumps({"mlflow_run_id": REGISTRY_PRETRAIN_RUN_ID}))
+    tag_pretrain_run(export)
     specs = write_embedded_tasks(root, sizes=(8, 4, 4))
     config = BertConfig.from_hf_dict(json.loads((export / "config.json").read_text()))
     for name, spec in specs.items():
@@ -603,6 +602,27 @@ def build_register_project(
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "fixture"], cwd=root, check=True)
     return root
+
+
+def tag_pretrain_run(export: Path, tracking_uri: str | None = None) -> str:
+    """A finished run named pretrain, tagged with `export`'s weights sha256 as the pretrain
+    stage tags its run (how finetune and register find it); its id."""
+    from bertforge.io import sha256_file
+    from bertforge.tracking import EXPERIMENT_NAME, PRETRAINED_WEIGHTS_TAG, artifact_location
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(EXPERIMENT_NAME, artifact_location(tracking_uri))
+    )
+    weights = sha256_file(export / "model.safetensors")
+    run = client.create_run(
+        experiment_id, tags={PRETRAINED_WEIGHTS_TAG: weights}, run_name="pretrain"
+    )
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
 
 
 def run_register_stage(project: Path) -> int:

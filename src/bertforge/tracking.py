@@ -50,6 +50,7 @@ INPUT_TAG_PREFIX = f"{TAG_PREFIX}input."
 SYSTEM_METRICS_INTERVAL_S = 10
 STORE_LOCK_TIMEOUT_S = 300  # creating a store's tables takes seconds; minutes means it is stuck
 PROCESS_TAG = f"{TAG_PREFIX}process"
+PRETRAINED_WEIGHTS_TAG = f"{TAG_PREFIX}pretrained_weights_sha256"  # on the run that exported them
 MLFLOW_KEY = re.compile(r"[\w\-/ ]+(\.[\w\-/ ]+)*")
 
 
@@ -220,6 +221,24 @@ def killed_on_signal() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def newest_run_tagged(key: str, value: str) -> str | None:
+    """The newest FINISHED run of the project's experiment tagged `key` = `value`, or None.
+
+    How content finds the run that made it (e.g. weights by their sha256), so that run ids
+    never have to live in the DVC-tracked outputs themselves.
+    """
+    import mlflow
+
+    experiment = set_experiment()
+    found = mlflow.MlflowClient().search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
 
 
 def is_rank_zero() -> bool:

@@ -8,7 +8,7 @@ import pytest
 
 from bertforge.errors import BertforgeError
 from bertforge.finetune.pretrained import check_pretrained_export, pretrain_run_id
-from tests.factories import make_tiny_export
+from tests.factories import make_tiny_export, tag_pretrain_run
 
 
 def test_export_check_accepts_a_matching_model_and_tokenizer(export):
@@ -41,7 +41,7 @@ def test_max_seq_length_beyond_the_models_positions_is_a_params_error(export):
         check_pretrained_export(export, None, 128)
 
 
-def test_pretrain_run_id_comes_from_lineage_json_and_may_be_absent(tmp_path):
-    assert pretrain_run_id(tmp_path) is None
-    (tmp_path / "lineage.json").write_text(json.dumps({"mlflow_run_id": "abc123"}))
-    assert pretrain_run_id(tmp_path) == "abc123"
+def test_pretrain_run_is_found_by_the_weights_it_exported_not_by_an_id_in_the_export(export):
+    assert pretrain_run_id(export) is None  # no run exported these weights
+    run_id = tag_pretrain_run(export)
+    assert pretrain_run_id(export) == run_id

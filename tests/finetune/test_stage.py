@@ -20,10 +20,9 @@ import pytest
 import yaml
 
 from bertforge.io import hash_path
-from tests.factories import make_tiny_export, write_embedded_tasks, write_jsonl
+from tests.factories import make_tiny_export, tag_pretrain_run, write_embedded_tasks, write_jsonl
 from tests.support import REPO_ROOT, stage_env
 
-PRETRAIN_RUN_ID = "0123456789abcdef0123456789abcdef"
 TASKS = ("sentiment", "similar")
 
 
@@ -49,7 +48,7 @@ def pipeline(tmp_path_factory, mlflow_store) -> Path:
     project = tmp_path_factory.mktemp("project")
     (project / ".dvc").mkdir()
     model_dir = make_tiny_export(project / "data/pretrained/model")
-    (model_dir / "lineage.json").write_text(json.dumps({"mlflow_run_id": PRETRAIN_RUN_ID}))
+    tag_pretrain_run(model_dir, mlflow_store)  # as the pretrain stage tags its run
     (project / "data/tokenizer").mkdir(parents=True)
     shutil.copy(model_dir / "vocab.txt", project / "data/tokenizer/vocab.txt")
     tasks = write_embedded_tasks(project, sizes=(48, 16, 16))
@@ -144,15 +143,16 @@ def test_mlflow_has_a_run_per_task_with_a_child_per_init_and_seed(pipeline, mlfl
     experiment = client.get_experiment_by_name("bertforge")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     by_name = {run.info.run_name: run for run in runs}
+    pretrain_run = by_name["pretrain"].info.run_id  # found from the export's weights
     for task in TASKS:
         parent = by_name[f"finetune-{task}"]
-        assert parent.data.tags["bertforge.pretrain_run_id"] == PRETRAIN_RUN_ID
+        assert parent.data.tags["bertforge.pretrain_run_id"] == pretrain_run
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert sorted(r.info.run_name for r in children) == sorted(
             f"{task}-{init}-seed{seed}" for init in ("pretrained", "scratch") for seed in (0, 1)
         )
         for child in children:
-            assert child.data.tags["bertforge.pretrain_run_id"] == PRETRAIN_RUN_ID
+            assert child.data.tags["bertforge.pretrain_run_id"] == pretrain_run
             history = client.get_metric_history(child.info.run_id, "dev_score")
             assert [m.step for m in history] == [1, 2]
             assert "test_score" in child.data.metrics

@@ -8,14 +8,14 @@ import json
 import mlflow
 
 from bertforge.cli import main
-from tests.factories import REGISTRY_PRETRAIN_RUN_ID, build_register_project, run_register_stage
+from tests.factories import build_register_project, run_register_stage
 
 PARENT = {"hub": "bert-base-uncased", "revision": "86b5e0934494bd15c9632b12f734a8a67f723594"}
 
 
 def test_registered_versions_and_lineage_name_the_parent_checkpoint(store, tmp_path, capsys):
     project = build_register_project(tmp_path / "project")
-    lineage = {"mlflow_run_id": REGISTRY_PRETRAIN_RUN_ID, "parent": PARENT}
+    lineage = {"parent": PARENT}
     (project / "data/pretrained/model/lineage.json").write_text(json.dumps(lineage))
     assert run_register_stage(project) == 0
     client = mlflow.MlflowClient()

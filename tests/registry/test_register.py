@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from bertforge.finetune.pretrained import pretrain_run_id
 from bertforge.io import hash_path
 from bertforge.registry.register import source_data_hashes
 from bertforge.registry.summary import EvalSummary, MetricStat
 from bertforge.tracking import TAG_PREFIX, set_experiment
-from tests.factories import REGISTRY_PRETRAIN_RUN_ID, build_register_project, run_register_stage
+from tests.factories import build_register_project, run_register_stage
 
 
 def finetune_child_run(project: Path, task: str, seed: int) -> str:
@@ -25,7 +26,7 @@ def finetune_child_run(project: Path, task: str, seed: int) -> str:
     with contextlib.chdir(project):
         set_experiment()
         tags = {f"{TAG_PREFIX}task": task, f"{TAG_PREFIX}init": "pretrained"}
-        tags[f"{TAG_PREFIX}pretrain_run_id"] = REGISTRY_PRETRAIN_RUN_ID
+        tags[f"{TAG_PREFIX}pretrain_run_id"] = pretrain_run_id(project / "data/pretrained/model")
         with mlflow.start_run(run_name=f"{task}-pretrained-seed{seed}", tags=tags) as run:
             mlflow.log_params({"init": "pretrained", "seed": seed})
     return run.info.run_id
@@ -60,7 +61,9 @@ def test_register_stage_registers_encoder_and_each_tasks_best_seed_with_lineage(
     best_model = project / "data/finetuned/sentiment/pretrained/seed-1/model"
     assert tags[f"{TAG_PREFIX}input.model"] == hash_path(best_model)
     assert tags[f"{TAG_PREFIX}input.eval"] == hash_path(project / "metrics/eval.json")
-    assert tags[f"{TAG_PREFIX}pretrain_run_id"] == REGISTRY_PRETRAIN_RUN_ID
+    assert tags[f"{TAG_PREFIX}pretrain_run_id"] == pretrain_run_id(
+        project / "data/pretrained/model"
+    )
     assert tags[f"{TAG_PREFIX}finetune_run_id"] == best_seed_run
     assert tags[f"{TAG_PREFIX}register_run_id"] == version.run_id
     evaluation = json.loads((project / "metrics/eval.json").read_text())
@@ -87,6 +90,17 @@ def test_register_stage_registers_encoder_and_each_tasks_best_seed_with_lineage(
     ]
     answer = similar.predict(pd.DataFrame({"text": ["cat dog"], "text_pair": ["dog bird"]}))
     assert list(answer.columns) == ["value"] and isinstance(answer["value"][0], float)
+
+
+def test_an_identical_rerun_of_register_makes_no_duplicate_version(store, tmp_path):
+    project = build_register_project(tmp_path / "project")
+    assert run_register_stage(project) == 0
+    first = (project / "metrics/registry.json").read_text()
+    assert run_register_stage(project) == 0
+    assert (project / "metrics/registry.json").read_text() == first
+    client = mlflow.MlflowClient()
+    for name in ("tiny-encoder", "tiny-sentiment", "tiny-similar"):
+        assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
 
 
 def test_register_stage_with_missing_eval_metrics_fails_in_one_line_and_registers_nothing(

@@ -1,4 +1,4 @@
-"""The pretrained export that fine-tuning starts from: checked, its tokenizer, its lineage.
+"""The pretrained export that fine-tuning starts from: checked, its tokenizer, its MLflow run.
 
 A model is only meaningful with the vocabulary it was trained with, so `check_pretrained_export`
 refuses an export whose config, vocab.txt, tokenizer.json and the pipeline's own vocabulary do
@@ -13,12 +13,11 @@ from tokenizers import Tokenizer
 
 from bertforge.errors import BertforgeError
 from bertforge.io import read_json, sha256_file
-from bertforge.model import CONFIG_FILE, BertConfig
+from bertforge.model import CONFIG_FILE, WEIGHTS_FILE, BertConfig
 from bertforge.tokenizer import TOKENIZER_FILE, VOCAB_FILE, load_tokenizer
-from bertforge.tracking import TAG_PREFIX
+from bertforge.tracking import PRETRAINED_WEIGHTS_TAG, TAG_PREFIX, newest_run_tagged
 
 PRETRAIN_RUN_TAG = f"{TAG_PREFIX}pretrain_run_id"
-LINEAGE_FILE = "lineage.json"
 
 
 def check_pretrained_export(
@@ -80,9 +79,12 @@ def load_export_tokenizer(model_dir: Path) -> Tokenizer:
 
 
 def pretrain_run_id(model_dir: Path) -> str | None:
-    """The MLflow run id of the pretraining run that made the export (lineage.json), if known."""
-    path = Path(model_dir) / LINEAGE_FILE
-    if not path.is_file():
+    """The MLflow pretrain run that exported these weights, found by their sha256 (its tag).
+
+    The export itself carries no run id, so that an identical re-run leaves it byte-identical
+    and every stage after it cached.
+    """
+    weights = Path(model_dir) / WEIGHTS_FILE
+    if not weights.is_file():
         return None
-    lineage = read_json(path, "pretrain")
-    return lineage.get("mlflow_run_id") if isinstance(lineage, dict) else None
+    return newest_run_tagged(PRETRAINED_WEIGHTS_TAG, sha256_file(weights))

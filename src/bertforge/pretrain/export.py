@@ -3,6 +3,8 @@ transformers' layout (config.json, model.safetensors) with the tokenizer files, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +32,16 @@ def consolidated_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     for name, buffer in module.named_buffers():
         state[name] = buffer.detach().cpu().clone()
     return state
+
+
+def training_digest(fingerprint: Mapping[str, Any]) -> str:
+    """Short sha256 of what shaped the weights (params, vocabulary, examples, parent).
+
+    The world size is left out: the weights are the same whatever the number of processes.
+    Lineage is content only (no run id, no time), so an identical re-run exports identical bytes.
+    """
+    shaping = {key: value for key, value in fingerprint.items() if key != "world_size"}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def export_pretrained(

@@ -27,7 +27,11 @@ from bertforge.pretrain.evaluation import (
     unigram_counts,
     unigram_log_probabilities,
 )
-from bertforge.pretrain.export import consolidated_state_dict, export_pretrained
+from bertforge.pretrain.export import (
+    consolidated_state_dict,
+    export_pretrained,
+    training_digest,
+)
 from bertforge.pretrain.init import load_parent_weights
 from bertforge.pretrain.inputs import PretrainInputs
 from bertforge.pretrain.ops import prepare_ops
@@ -101,7 +105,7 @@ def pretrain(
     """Train (or resume), evaluate, export. Returns the summary metrics on rank 0, else None.
 
     Every rank calls this. `log_metrics(metrics, step)` receives the per-step metrics (rank 0);
-    `lineage` goes into the export's lineage.json (e.g. the MLflow run id).
+    `lineage` goes into the export's lineage.json: content only (no run id, no time).
     """
     prepare_ops(params, torch.cuda.is_available())  # no silent JIT build, no stale lock
     topology = start_distributed()
@@ -143,6 +147,7 @@ def pretrain(
             **(lineage or {}),
             "vocab_digest": inputs.vocab_digest,
             "examples_digest": inputs.examples_digest,
+            "training_digest": training_digest(inputs.fingerprint),
             "steps": params.max_steps,
             "parent": init["parent"],
         },

@@ -32,7 +32,7 @@ import yaml
 from bertforge.parent import exported_parent, parent_tags
 from bertforge.registry.candidates import Candidate, validate_candidates
 from bertforge.registry.store import registered_model_exists, registry_client
-from bertforge.tracking import TAG_PREFIX, lineage_tags
+from bertforge.tracking import INPUT_TAG_PREFIX, TAG_PREFIX, lineage_tags
 
 # the bertforge package (logged as code with every model) and the model's definition in it
 PACKAGE_DIR = Path(__file__).parents[1]
@@ -135,6 +135,9 @@ def register_one(
         tags |= parent_tags(parent)
     tags[KIND_TAG] = candidate.kind
     tags[PAIR_TAG] = str(candidate.pair).lower()
+    same = version_of_same_content(candidate.name, tags)
+    if same is not None:  # an identical re-run: the registry already holds these inputs
+        return same
     if candidate.summary is not None:
         tags |= candidate.summary.to_tags()
     model_config: dict[str, Any] = {"kind": candidate.kind, "top_k": top_k}
@@ -176,6 +179,21 @@ def register_one(
         description=candidate.description,
         model_id=info.model_id,
     )
+
+
+def version_of_same_content(name: str, tags: Mapping[str, str]) -> Any | None:
+    """The latest version of `name` if it was made from the same inputs (content hashes)."""
+    client = registry_client()
+    if not registered_model_exists(client, name):
+        return None
+    latest = client.search_model_versions(
+        f"name = '{name}'", order_by=["version_number DESC"], max_results=1
+    )
+
+    def inputs(version_tags: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in version_tags.items() if k.startswith(INPUT_TAG_PREFIX)}
+
+    return latest[0] if latest and inputs(latest[0].tags) == inputs(tags) else None
 
 
 def registry_summary(versions: Sequence[Any]) -> dict[str, Any]:
