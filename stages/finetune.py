@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from bertforge.finetune.params import FinetuneParams
+from bertforge.finetune.pooling import check_exportable
 from bertforge.finetune.pretrained import (
     PRETRAIN_RUN_TAG,
     check_pretrained_export,
@@ -38,6 +39,7 @@ def main() -> None:
     name = parser.parse_args().task
     params = load_section(FinetuneParams, "finetune")
     spec = params.task(name)
+    check_exportable(params.pooling)  # every model written must load in transformers as trained
     config = check_pretrained_export(MODEL_DIR, REFERENCE_VOCAB, params.max_seq_length)
     task = load_task(name, spec)
     lineage = {PRETRAIN_RUN_TAG: pretrain_run_id(MODEL_DIR) or "unknown"}

@@ -192,6 +192,40 @@ def foreign_vocabulary(project: Path) -> list[str]:
     return ["sentiment"]
 
 
+def set_finetune_param(project: Path, key: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def unknown_pooling(project: Path) -> list[str]:
+    set_finetune_param(project, "pooling", "max")
+    return ["sentiment"]
+
+
+def mean_pooling(project: Path) -> list[str]:
+    set_finetune_param(project, "pooling", "mean")
+    return ["sentiment"]
+
+
+def constant_regression_targets(project: Path) -> list[str]:
+    rows = [{"sentence1": f"a {i}", "sentence2": "b", "label": 2.0} for i in range(8)]
+    write_jsonl(project / "data/raw/tasks/similar/train.jsonl", rows)
+    return ["similar"]
+
+
+def label_missing_from_the_training_subset(project: Path) -> list[str]:
+    rows = [{"sentence": f"good day {i}", "label": "pos"} for i in range(20)]
+    write_jsonl(
+        project / "data/raw/tasks/sentiment/train.jsonl",
+        [*rows, {"sentence": "bad", "label": "neg"}],
+    )
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["tasks"]["sentiment"]["max_train_examples"] = 5
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    return ["sentiment"]
+
+
 def config_vocab_size_off(project: Path) -> list[str]:
     path = project / "data/pretrained/model/config.json"
     config = json.loads(path.read_text())
@@ -218,6 +252,17 @@ def offline_hub_dataset(project: Path) -> list[str]:
         (foreign_vocabulary, r"model/vocab.txt differs from data/tokenizer/vocab.txt"),
         (config_vocab_size_off, r"config.json: vocab_size \d+ does not match"),
         (offline_hub_dataset, r"hub dataset 'nyu-mll/glue' \(config 'sst2'\) could not be loaded"),
+        (unknown_pooling, r"finetune.pooling must be one of 'cls', 'mean', got 'max'"),
+        (mean_pooling, r"finetune.pooling 'mean' cannot be exported"),
+        (
+            constant_regression_targets,
+            r"similar/train.jsonl: task 'similar' is a regression task but every training target",
+        ),
+        (
+            label_missing_from_the_training_subset,
+            r"sentiment/dev.jsonl: line \d+: label 'neg' of task 'sentiment' does not occur in "
+            r"the training subset",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_leaves_outputs_intact(

@@ -69,12 +69,23 @@ def test_embedded_pair_task_reads_texts_and_infers_sorted_labels_from_train():
 
 
 def test_max_train_examples_takes_the_same_seeded_subset_every_time():
-    write_wic(Path())
-    first = load_task("wic", spec(**PAIR_SPEC, max_train_examples=2))
-    second = load_task("wic", spec(**PAIR_SPEC, max_train_examples=2))
-    assert len(first.train) == 2
+    train = [{"sentence1": f"a {i}", "sentence2": "b", "label": "FT"[i % 2]} for i in range(6)]
+    write_wic(Path(), train=train)
+    first = load_task("wic", spec(**PAIR_SPEC, max_train_examples=4))
+    second = load_task("wic", spec(**PAIR_SPEC, max_train_examples=4))
+    assert len(first.train) == 4
     assert [e.row for e in first.train] == [e.row for e in second.train]
-    assert first.labels == ("F", "T")  # labels come from the whole train split
+    assert first.labels == ("F", "T")
+
+
+def test_a_dev_label_missing_from_the_training_subset_is_refused():
+    write_wic(Path())  # the seeded 2 of 3 training rows are both 'F'; dev has 'T'
+    with pytest.raises(
+        BertforgeError,
+        match=r"^tasks/wic/dev.jsonl: line 1: label 'T' of task 'wic' does not occur in the "
+        r"training subset \(2 examples of tasks/wic/train.jsonl\)",
+    ):
+        load_task("wic", spec(**PAIR_SPEC, max_train_examples=2))
 
 
 def test_a_dev_label_that_train_does_not_have_names_file_and_line():
@@ -116,7 +127,7 @@ def test_a_missing_column_names_file_line_and_column():
 
 
 def test_a_non_numeric_regression_label_names_file_and_line():
-    rows = [{"sentence1": "a", "sentence2": "b", "label": 2.5}] * 2
+    rows = [{"sentence1": "a", "sentence2": "b", "label": value} for value in (2.5, 1.0)]
     write_wic(
         Path(),
         train=rows,
@@ -130,6 +141,18 @@ def test_a_non_numeric_regression_label_names_file_and_line():
         load_task("wic", spec(**regression))
     write_wic(Path(), train=rows, dev=rows, test=rows)
     assert load_task("wic", spec(**regression)).test[0].label == 2.5
+
+
+def test_a_regression_task_with_constant_training_targets_is_refused():
+    rows = [{"sentence1": "a", "sentence2": "b", "label": 2.5}] * 2
+    write_wic(Path(), train=rows, dev=rows, test=rows)
+    regression = PAIR_SPEC | {"kind": "regression", "metric": "pearson"}
+    with pytest.raises(
+        BertforgeError,
+        match=r"^tasks/wic/train.jsonl: task 'wic' is a regression task but every training "
+        r"target is 2.5; there is nothing to learn$",
+    ):
+        load_task("wic", spec(**regression))
 
 
 def test_a_line_that_is_not_json_names_file_and_line():

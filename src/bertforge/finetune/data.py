@@ -51,6 +51,46 @@ def encode_split(
     )
 
 
+@dataclass(frozen=True)
+class TargetScale:
+    """How regression targets are standardised for training: ``(y - mean) / std``.
+
+    Raw targets (STS-B's 0-5) against a head that starts near 0 make the first hundreds of
+    steps fit the offset, not the texts; standardised targets start the head at the train
+    mean with unit spread. `fold_into` puts the scale into the head's weights, so the model
+    written to disk predicts raw targets and loads in transformers unchanged.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def of(cls, split: EncodedSplit, regression: bool) -> TargetScale:
+        """The train split's mean and standard deviation (identity for classification)."""
+        if not regression:
+            return cls()
+        std = float(np.std(split.targets.astype(np.float64)))
+        # constant targets are refused when the task is loaded; this only guards the division
+        return cls(float(np.mean(split.targets.astype(np.float64))), std if std > 0 else 1.0)
+
+    def standardise(self, split: EncodedSplit) -> EncodedSplit:
+        """The split with targets ``(y - mean) / std`` (class ids are left alone)."""
+        if self == TargetScale():
+            return split
+        targets = ((split.targets - self.mean) / self.std).astype(np.float32)
+        return EncodedSplit(split.input_ids, split.token_type_ids, targets)
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs on the standardised scale back to raw targets."""
+        return outputs * self.std + self.mean
+
+    def fold_into(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Rescale a linear head in place so it outputs raw targets: W·std, b·std + mean."""
+        with torch.no_grad():
+            weight.mul_(self.std)
+            bias.mul_(self.std).add_(self.mean)
+
+
 def pad_batch(split: EncodedSplit, rows: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
     """The rows as a [B, T] batch padded to its longest row (T ≤ max_seq_length)."""
     length = max(len(split.input_ids[row]) for row in rows)

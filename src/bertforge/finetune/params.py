@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bertforge.errors import BertforgeError
+from bertforge.finetune.pooling import Pooling
 from bertforge.finetune.tasks import TaskSpec
 from bertforge.params import parse, require
 
@@ -37,6 +38,7 @@ class FinetuneParams:
     frozen_layers: int = 0
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
+    pooling: Pooling = "cls"
     early_stopping_patience: int | None = None
     processes: int = 0
     threads: int = 0

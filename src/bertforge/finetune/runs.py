@@ -23,6 +23,7 @@ from tqdm import tqdm
 from bertforge.constants import TASK_SPLITS
 from bertforge.finetune.data import EncodedSplit, encode_split
 from bertforge.finetune.params import FinetuneParams, Init
+from bertforge.finetune.pooling import MeanPooledClassifier, check_exportable
 from bertforge.finetune.pretrained import load_export_tokenizer
 from bertforge.finetune.tasks import TaskData
 from bertforge.finetune.train import SeedResult, train_seed
@@ -61,6 +62,8 @@ def write_seed(
     (MNLI), ``label`` (gold) and ``prediction``. Nothing here is time-dependent, so the files
     repeat to the byte.
     """
+    if isinstance(model, MeanPooledClassifier):
+        check_exportable("mean")  # transformers could not load it as it was trained
     model_out = Path(seed_dir) / "model"
     save_pretrained(model, model_out)
     for name in TOKENIZER_FILES:

@@ -323,12 +323,8 @@ def load_task(name: str, spec: TaskSpec) -> TaskData:
         raise BertforgeError(
             f"task {name!r}: metric 'f1' needs 2 labels, found {len(labels)}; use macro_f1"
         )
-    train = examples["train"]
-    if spec.max_train_examples is not None and len(train) > spec.max_train_examples:
-        chosen = np.sort(
-            np.random.default_rng(0).permutation(len(train))[: spec.max_train_examples]
-        )
-        train = [train[int(index)] for index in chosen]
+    train = training_subset(examples["train"], spec.max_train_examples)
+    _check_training_subset(name, kind, train, examples)
     return TaskData(
         name=name,
         kind=kind,
@@ -341,6 +337,40 @@ def load_task(name: str, spec: TaskSpec) -> TaskData:
         test_is_dev=test_is_dev,
         sources={split: ", ".join(source for _, source, _ in raw[split]) for split in TASK_SPLITS},
     )
+
+
+def training_subset(train: list[Example], max_train_examples: int | None) -> list[Example]:
+    """The examples fine-tuning trains on (and the baselines are fit on): all of train, or a
+    seeded random subset of `max_train_examples` in file order — the same for every stage."""
+    if max_train_examples is None or len(train) <= max_train_examples:
+        return train
+    chosen = np.sort(np.random.default_rng(0).permutation(len(train))[:max_train_examples])
+    return [train[int(index)] for index in chosen]
+
+
+def _check_training_subset(
+    name: str, kind: TaskKind, train: list[Example], examples: dict[str, list[Example]]
+) -> None:
+    """A training subset that can teach the task: regression targets that vary, and every
+    label of dev and test among its labels (a model cannot learn a class it never sees)."""
+    source = train[0].source
+    if kind == "regression":
+        values = {float(example.label) for example in train}
+        if len(values) == 1:
+            raise BertforgeError(
+                f"{source}: task {name!r} is a regression task but every training target is "
+                f"{values.pop():g}; there is nothing to learn"
+            )
+        return
+    seen = {example.label for example in train}
+    for split in ("dev", "test"):
+        for example in examples[split]:
+            if example.label not in seen:
+                raise BertforgeError(
+                    f"{example.where()}: label {example.label!r} of task {name!r} does not occur "
+                    f"in the training subset ({len(train)} examples of {source}); raise "
+                    "max_train_examples or drop the label"
+                )
 
 
 def _example(

@@ -6,7 +6,9 @@ layers, or head only), `make_optimizer` (AdamW without decay on biases and Layer
 `make_schedule` (warmup, then linear, cosine or constant), then `train_seed`: epochs of
 shuffled, length-bucketed, dynamically padded batches (`train_epoch`) with gradient clipping,
 the dev score after each epoch, the best epoch kept and early stopping after
-`early_stopping_patience` epochs without improvement.
+`early_stopping_patience` epochs without improvement. Regression trains on targets standardised
+with the train split's mean and spread (`TargetScale`); the kept model has the scale folded into
+its head, so it predicts raw targets. `pooling` picks the sentence vector ([CLS] or a mean).
 
 Determinism: a seed fixes everything random in a run — head and scratch initialisation (a torch
 generator), dropout (torch's global generator, seeded inside `torch.random.fork_rng` so the
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 
 from bertforge.errors import BertforgeError
-from bertforge.finetune.data import EncodedSplit, length_bucketed_batches, pad_batch
+from bertforge.finetune.data import EncodedSplit, TargetScale, length_bucketed_batches, pad_batch
 from bertforge.finetune.metrics import compute_metrics
 from bertforge.finetune.params import FinetuneParams, Init
+from bertforge.finetune.pooling import classifier_class
 from bertforge.finetune.tasks import TaskData
 from bertforge.model import (
     BertConfig,
@@ -59,7 +62,8 @@ def build_model(
     )
     num_labels = 1 if task.kind == "regression" else len(task.labels)
     generator = torch.Generator().manual_seed(seed)
-    model = BertForSequenceClassification(config, num_labels, task.labels or None, generator)
+    model_class = classifier_class(params.pooling)  # [CLS] through the pooler, or a mean
+    model = model_class(config, num_labels, task.labels or None, generator)
     if init == "pretrained":
         loaded, report = load_pretrained(
             model_dir, BertForSequenceClassification, num_labels, torch.Generator()
@@ -155,10 +159,12 @@ def predict(
     return logits
 
 
-def decode(task: TaskData, logits: np.ndarray) -> list[str | float]:
-    """Predicted labels (names) or scores from logits."""
+def decode(
+    task: TaskData, logits: np.ndarray, scale: TargetScale | None = None
+) -> list[str | float]:
+    """Predicted labels (names) or scores from logits (standardised scores: `scale` undoes it)."""
     if task.kind == "regression":
-        return [float(value) for value in logits[:, 0]]
+        return [float(value) for value in (scale or TargetScale()).restore(logits[:, 0])]
     return [task.labels[int(index)] for index in logits.argmax(axis=1)]
 
 
@@ -221,6 +227,9 @@ def train_seed(
     """
     started = time.perf_counter()
     pad_id, eval_batch = config.pad_token_id, params.eval_batch_size
+    # regression: train on targets standardised with the train split's mean and spread
+    scale = TargetScale.of(encoded["train"], task.kind == "regression")
+    train_split = scale.standardise(encoded["train"])
     batch_order = np.random.default_rng(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout draws from torch's global generator
@@ -238,9 +247,10 @@ def train_seed(
         for epoch in range(1, params.epochs + 1):
             batches = length_bucketed_batches(train_lengths, params.batch_size, batch_order)
             train_loss = train_epoch(
-                model, encoded["train"], batches, optimizer, schedule, params.max_grad_norm, pad_id
+                model, train_split, batches, optimizer, schedule, params.max_grad_norm, pad_id
             )
-            dev_predictions = decode(task, predict(model, encoded["dev"], eval_batch, pad_id))
+            dev_logits = predict(model, encoded["dev"], eval_batch, pad_id)
+            dev_predictions = decode(task, dev_logits, scale)
             dev_metrics = compute_metrics(task, task.dev, dev_predictions)
             lr = schedule.get_last_lr()[0]
             history.append({"epoch": epoch, "train_loss": train_loss, "lr": lr, **dev_metrics})
@@ -257,6 +267,9 @@ def train_seed(
                 break
     assert best_state is not None
     model.load_state_dict(best_state)
+    # the head outputs raw targets from here on: what is written predicts what we predicted
+    scale.fold_into(model.classifier.weight, model.classifier.bias)
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if task.test_is_dev:
         predictions["test"] = predictions["dev"]
     else:
