@@ -219,11 +219,27 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def is_disk_full(error: BaseException) -> bool:
-    """An OSError (pyarrow's included) saying the device has no space left."""
-    return isinstance(error, OSError) and (
-        error.errno == errno.ENOSPC or "No space left on device" in str(error)
-    )
+# below this many free bytes, a failed write is taken to be a full disk
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def is_disk_full(error: BaseException, folder: Path | None = None) -> bool:
+    """Whether `error` comes from a full disk.
+
+    ENOSPC, or a message saying so (pyarrow, safetensors); torch.save and numpy report a short
+    write without the reason, so when `folder` is given, a failed write on a file system with
+    (almost) no space left counts too.
+    """
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    if "No space left on device" in str(error):
+        return True
+    if folder is None or not isinstance(error, OSError | RuntimeError):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -231,8 +247,9 @@ def disk_full_named(target: Path) -> Iterator[None]:
     """Turn a full disk inside the block into one line naming what was being written."""
     try:
         yield
-    except OSError as error:
-        if is_disk_full(error):
+    except Exception as error:
+        folder = target if target.is_dir() else target.parent
+        if is_disk_full(error, folder):
             raise BertforgeError(
                 f"disk full (no space left on device) while writing {target}"
             ) from None

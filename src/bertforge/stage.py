@@ -27,6 +27,10 @@ def run_stage(main: Callable[[], None]) -> None:
         if message is None:
             raise
         fail(message)
+    except Exception as error:  # a full disk reported by a library (safetensors, torch)
+        if not is_disk_full(error):
+            raise
+        fail(f"disk full (no space left on device): {str(error).splitlines()[0]}")
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)

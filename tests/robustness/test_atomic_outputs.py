@@ -139,3 +139,19 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_pair(tmp_path):
             staged.metrics = {}
         assert str(raised.value) == f"disk full (no space left on device) while writing {output}"
         assert listing(tmp_path) == before
+
+
+def test_a_full_disk_is_named_even_when_the_writer_does_not_say_so(tmp_path):
+    import torch
+
+    data = tmp_path / "data"
+    with full_disk(data, size="64k"):
+        output, metrics = previous_pair(tmp_path)
+        fill_up(data)
+        before = listing(tmp_path)
+        with pytest.raises(BertforgeError) as raised, atomic_outputs(output, metrics) as staged:
+            # torch.save reports a full disk as "unexpected pos 576 vs 534"
+            torch.save({"weights": torch.zeros(100_000)}, staged.directory / "state.pt")
+            staged.metrics = {}
+        assert str(raised.value) == f"disk full (no space left on device) while writing {output}"
+        assert listing(tmp_path) == before
