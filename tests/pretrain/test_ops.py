@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bertforge.errors import BertforgeError
 from bertforge.pretrain.ops import check_build_tools, clear_stale_build_locks, skip_unused_ops
-from tests.factories import pretrain_params
+from tests.factories import make_pretrain_project, pretrain_params
+from tests.support import REPO_ROOT
 
 
 def test_the_shared_memory_op_no_training_uses_is_never_built():
@@ -54,3 +61,49 @@ def test_a_build_lock_is_left_alone_while_another_run_of_ours_is_alive(tmp_path)
         fcntl.flock(live_run, fcntl.LOCK_SH)  # another rank, perhaps building right now
         clear_stale_build_locks(tmp_path, ours=True)
     assert lock.exists()
+
+
+def without_a_compiler(tmp_path: Path) -> dict[str, str]:
+    """The stage's environment with no C++ compiler on PATH and an empty extensions folder (no
+    op built yet): only this interpreter's folder and git."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "git").symlink_to(shutil.which("git"))
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
+    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}", "OMP_NUM_THREADS": "1"}
+    env["TORCH_EXTENSIONS_DIR"] = str(tmp_path / "extensions")
+    env.pop("CXX", None)
+    return env
+
+
+def run_stage_without_a_compiler(root: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = without_a_compiler(tmp_path)
+    assert shutil.which("c++", path=env["PATH"]) is None
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stages/pretrain.py")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_pretrain_on_cpu_needs_no_compiler_and_compiles_nothing(tmp_path):
+    root = make_pretrain_project(tmp_path / "project", processes=2, max_steps=2)
+    result = run_stage_without_a_compiler(root, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (root / "data/pretrained/model/model.safetensors").is_file()
+    built = [p.name for p in (tmp_path / "extensions").iterdir() if p.is_dir()]
+    assert built == []
+
+
+@pytest.mark.slow
+def test_pretrain_compile_without_a_compiler_stops_up_front_in_one_line(tmp_path):
+    root = make_pretrain_project(tmp_path / "project", compile=True, max_steps=2)
+    result = run_stage_without_a_compiler(root, tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(errors) == 1 and "needs a C++ compiler, but 'c++' is not on PATH" in errors[0]
+    assert not (root / "data/pretrained/model").exists()
