@@ -71,6 +71,7 @@ class PretrainParams:
     decay_power: float = 1.0
     gradient_clipping: float = 1.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    mlm_loss_normalisation: Literal["micro_batch", "global_batch"] = "micro_batch"
     max_steps: int = 1400
     seed: int = 0
     length_bucket_batches: int = 50

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from bertforge.constants import IGNORE_INDEX
+
 STATS = (
     "loss",
     "mlm_loss",
@@ -39,6 +41,7 @@ def train_step(
     micro_batches: Sequence[Mapping[str, torch.Tensor]],
     lr: float,
     flops_of: Callable[[Mapping[str, torch.Tensor]], float],
+    mlm_loss_normalisation: str = "micro_batch",
 ) -> StepResult:
     """One optimizer step over `micro_batches`, skipped on every rank if any loss is not finite.
 
@@ -46,14 +49,33 @@ def train_step(
     `engine.step()`; a non-finite loss anywhere cancels the optimizer step everywhere, so the
     ranks stay identical. DeepSpeed's own overflow detection (non-finite gradients under ZeRO)
     also counts as skipped, except with fp16, where skipping is loss scaling at work.
+
+    `mlm_loss_normalisation` ``micro_batch`` backpropagates each micro-batch's mean MLM loss
+    (DeepSpeed then averages over accumulation steps and ranks, so a short micro-batch's tokens
+    weigh more); ``global_batch`` divides each micro-batch's summed MLM loss by the masked-token
+    count of the whole global batch, counted over every micro-batch and rank before the first
+    backward, so every masked token of the step weighs the same.
     """
     for group in optimizer.param_groups:
         group["lr"] = lr
     sums = torch.zeros(len(STATS), dtype=torch.float64, device=engine.device)
     grad_norm = None
+    token_weight = None
+    if mlm_loss_normalisation == "global_batch":
+        # the masked tokens of the whole global batch: every micro-batch here, then every rank
+        masked = sum(int((b["masked_lm_ids"] != IGNORE_INDEX).sum()) for b in micro_batches)
+        count = torch.tensor(float(masked), dtype=torch.float64, device=engine.device)
+        torch.distributed.all_reduce(count)
+        # DeepSpeed averages over accumulation steps and ranks: undo that, divide by the count
+        contributions = engine.gradient_accumulation_steps() * torch.distributed.get_world_size()
+        token_weight = contributions / max(float(count), 1.0)
     for index, batch in enumerate(micro_batches):
         output = engine(**batch)
-        finite = torch.isfinite(output.loss)
+        loss = output.loss
+        if token_weight is not None:
+            # this micro-batch's summed MLM loss over the global batch's masked-token count
+            loss = output.mlm_loss * (output.mlm_total * token_weight) + output.nsp_loss
+        finite = torch.isfinite(loss)
         sums += torch.stack(
             [
                 torch.where(finite, output.loss.detach(), 0.0).double(),
@@ -69,7 +91,7 @@ def train_step(
                 (~finite).double(),
             ]
         )
-        engine.backward(output.loss)
+        engine.backward(loss)
         if index == len(micro_batches) - 1:
             torch.distributed.all_reduce(sums)
             # a non-finite loss on any rank cancels the update on every rank

@@ -203,9 +203,9 @@ def train(
         epoch = data.plan.epoch_of(step)
         indices = data.plan.micro_batches(step, topology.rank)
         lr = learning_rate(params, step + 1)
-        result = train_step(
-            engine, optimizer, [data.train(i, epoch) for i in indices], lr, flops_of
-        )
+        batches = [data.train(i, epoch) for i in indices]
+        normalisation = params.mlm_loss_normalisation
+        result = train_step(engine, optimizer, batches, lr, flops_of, normalisation)
         progress.advance(result.skipped)
         logger.add(progress.step, result, lr, progress.nonfinite_total)
         if progress.nonfinite_in_a_row >= params.max_nonfinite_in_a_row:
