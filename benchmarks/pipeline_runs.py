@@ -1,0 +1,151 @@
+"""The pieces the measurement scripts share: a temp copy of the project, params overrides, a
+`dvc repro` that fails loudly, pretraining at a wall-clock budget, and a table in a docs page.
+
+Used by benchmarks/ablate_pretrain.py, benchmarks/budget_curve.py and
+benchmarks/finetune_grid.py. Every run happens in a temp git copy of this checkout (tracked and
+untracked-but-not-ignored files, no dvc.lock), never in the checkout itself; DVC's run cache in
+the copy restores a stage whose inputs and params were seen before, so variants that share
+examples or a pretrained model do not recompute them.
+
+`--smoke` (every script) shrinks the pipeline to minutes: one small corpus file, a 2,000-piece
+vocabulary, one dupe, two tasks of 200 training examples, one seed, one epoch. Its numbers mean
+nothing; it checks that the script runs end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_repro import copy_tracked_project  # noqa: E402
+
+# The smoke pipeline: every stage runs, on a sliver of the data (see the module docstring).
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "ingest.sources": [{"path": "data/raw/corpus/devil.txt.xz"}],
+    "vocab.vocab_size": 2000,
+    "examples.dupe_factor": 1,
+    "pretrain.max_steps": 20,
+    "pretrain.warmup_steps": 5,
+    "pretrain.checkpoint_every": 20,
+    "finetune.seeds": [0],
+    "finetune.epochs": 1,
+    "finetune.tasks.supersense.max_train_examples": 200,
+    "finetune.tasks.glosssim.max_train_examples": 200,
+    "evaluate.bootstrap_resamples": 20,
+}
+SMOKE_TASKS = ("supersense", "glosssim")
+
+
+def stage_env() -> dict[str, str]:
+    """This interpreter's bin first on PATH (dvc and the stages run with it)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextmanager
+def project_copy(keep: bool = False) -> Iterator[Path]:
+    """A temp git copy of this checkout (removed afterwards unless `keep`)."""
+    directory = Path(tempfile.mkdtemp(prefix="bertforge-bench-"))
+    try:
+        copy_tracked_project(directory)
+        print(f"project copy: {directory}", file=sys.stderr, flush=True)
+        yield directory
+    finally:
+        if not keep:
+            subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def read_params(project: Path) -> dict[str, Any]:
+    return yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+
+
+def write_params(project: Path, params: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """params.yaml = `params` with each dotted key of `overrides` set (a fresh copy each time)."""
+    values = json.loads(json.dumps(params))
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False), "utf-8")
+
+
+def smoke_base(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The smoke overrides, with the tasks cut to `SMOKE_TASKS`."""
+    tasks = {name: params["finetune"]["tasks"][name] for name in SMOKE_TASKS}
+    return {"finetune.tasks": json.loads(json.dumps(tasks)), **SMOKE_OVERRIDES}
+
+
+def repro(project: Path, target: str) -> float:
+    """`dvc repro <target>` in the copy; its wall time. A failure stops the script (exit 1)."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["dvc", "repro", target], cwd=project, env=stage_env(), capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        sys.exit(f"dvc repro {target} failed in {project}:\n{tail}")
+    return time.perf_counter() - started
+
+
+def seconds_per_step(
+    project: Path, base: Mapping[str, Any], overrides: Mapping[str, Any], steps: int = 30
+) -> float:
+    """Pretraining seconds per optimizer step of a variant, from a `steps`-step calibration run
+    (start-up included, so the budget is on the safe side)."""
+    write_params(
+        project,
+        base,
+        {**overrides, "pretrain.max_steps": steps, "pretrain.checkpoint_every": steps},
+    )
+    repro(project, "pretrain")
+    train = json.loads((project / "metrics/pretrain.json").read_text())["train"]
+    return float(train["seconds"]) / max(1, int(train["steps_this_run"]))
+
+
+def steps_for_budget(seconds_per_step: float, minutes: float) -> int:
+    """Optimizer steps that fill `minutes` of pretraining at the calibrated rate."""
+    return max(10, int(minutes * 60 / seconds_per_step))
+
+
+def results(project: Path) -> dict[str, Any]:
+    """What a measurement row needs: held-out pretraining metrics and the evaluation."""
+    pretrain = json.loads((project / "metrics/pretrain.json").read_text())
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    return {"pretrain": pretrain, "eval": evaluation}
+
+
+def average(evaluation: Mapping[str, Any], model: str, split: str = "test") -> tuple[float, float]:
+    """(mean, seed std) of a model's average score on `split`."""
+    stats = evaluation["average"][split][model]
+    return float(stats["mean"]), float(stats["std"])
+
+
+def replace_section(page: Path, name: str, table: str) -> None:
+    """Put `table` between ``<!-- <name>:begin -->`` and ``<!-- <name>:end -->`` in `page`
+    (appended at the end, with the markers, the first time)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = page.read_text(encoding="utf-8")
+    block = f"{begin}\n{table.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    page.write_text(text, encoding="utf-8")
