@@ -802,6 +802,8 @@ def build_supersense(synsets: dict[str, Synset], in_corpus: TextFilter) -> TaskR
 
 
 WIC_PAIRS_PER_LABEL_PER_LEMMA = 8
+# the target word's marker on each side, as WiC gives the word and its positions
+WIC_TARGET_MARK = "*"
 
 
 def collect_wic_occurrences(
@@ -841,6 +843,18 @@ def collect_wic_occurrences(
     return occurrences, dropped
 
 
+def mark_target(text: str, forms: set[str]) -> str:
+    """`text` with its first occurrence of the target word (any of its `forms`, as a whole word)
+    between `WIC_TARGET_MARK`s: the model is told which word to compare, as WiC tells it."""
+    alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+    # a whole word: the same boundaries as `words_of` (letters and inner hyphens)
+    found = re.search(rf"(?<![A-Za-z-])({alternatives})(?![A-Za-z-])", text, re.IGNORECASE)
+    if found is None:
+        raise BertforgeError(f"wic: no form of the target word in {text!r}")
+    start, end = found.span(1)
+    return f"{text[:start]}{WIC_TARGET_MARK}{text[start:end]}{WIC_TARGET_MARK}{text[end:]}"
+
+
 def build_wic(
     synsets: dict[str, Synset], irregular: dict[str, dict[str, set[str]]], in_corpus: TextFilter
 ) -> TaskResult:
@@ -869,10 +883,13 @@ def build_wic(
         candidates += len(same) + len(different)
         count = min(WIC_PAIRS_PER_LABEL_PER_LEMMA, len(same), len(different))
         split = split_of(f"{pos}:{lemma}", "wic")
+        forms = inflected_forms(lemma, pos, irregular[pos])
         for label, pairs in (("same", same), ("different", different)):
             for pair in first_by_hash(pairs, count, f"wic:{label}"):
                 ordered = tuple(sorted(pair, key=lambda text: stable_hash("wic:order", text)))
-                examples.append(Example(ordered, label, split))
+                # the target word marked in both sentences
+                marked = tuple(mark_target(text, forms) for text in ordered)
+                examples.append(Example(marked, label, split))
     return TaskResult(examples, candidates, dropped)
 
 
@@ -1435,9 +1452,11 @@ TASK_SPECS = {
             "examples of one synset and 'different' pairs join examples of two synsets; every "
             "lemma gives as many of each (at most 8, chosen by seeded hash), so the lemma alone "
             "predicts nothing. Whole lemmas are assigned to a split (seeded hash, 70/15/15), so "
-            "no sentence appears in two splits. As the keys are only sentence1/sentence2, the "
-            "target word is not marked: it is the lemma that occurs in both sentences (they can "
-            "share other words too)."
+            "no sentence appears in two splits. The target word is marked in both sentences, "
+            "as WiC gives the word and its positions: its first occurrence (the lemma or an "
+            "inflection, as a whole word) stands between asterisks, e.g. 'a *screen* of trees "
+            "afforded privacy'. Whether any model learns the task at the pipeline's budget is "
+            "the evaluation report's 'at floor' column (reports/eval.md), not this card."
         ),
     ),
     "glosssim": TaskSpec(
