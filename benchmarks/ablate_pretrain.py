@@ -162,7 +162,9 @@ def main() -> None:
     args = parser.parse_args()
     unknown = [name for name in args.variants if name not in VARIANTS]
     if unknown:
-        sys.exit(f"error: unknown variant or preset {unknown[0]!r} (known: {', '.join(VARIANTS)})")
+        known = ", ".join(VARIANTS)
+        print(f"error: unknown variant or preset {unknown[0]!r} (known: {known})", file=sys.stderr)
+        sys.exit(2)
     rows = []
     with project_copy(args.keep) as project:
         base = read_params(project)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from bertforge.pretrain.inputs import check_inputs
 from bertforge.pretrain.launch import free_port
 from bertforge.pretrain.step import train_step
 from tests.factories import PRETRAIN_TINY_MODEL, cpu_collator, pretrain_params, pretrain_paths
+from tests.support import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +91,16 @@ def test_an_unknown_normalisation_is_a_one_line_params_error():
 def test_an_unknown_precision_is_a_one_line_params_error():
     with pytest.raises(BertforgeError, match=r"precision must be one of 'fp32', 'bf16', 'fp16'"):
         pretrain_params(precision="fp8")
+
+
+def test_an_unknown_ablation_preset_is_one_line_and_exit_2_before_any_run():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/ablate_pretrain.py"), "--variants", "bert2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: unknown variant or preset 'bert2' (known: default, original")
