@@ -23,7 +23,13 @@ from bertforge.io import hash_path
 from bertforge.schemas import id_dtype_name
 from bertforge.tokenizer.files import load_tokenizer
 from bertforge.tokenizer.sentences import SentenceTokenizer
-from tests.factories import make_examples, small_examples_params
+from tests.factories import (
+    make_examples,
+    small_examples_params,
+    vocab_params,
+    write_documents,
+    write_trained_tokenizer,
+)
 
 segment = load_segmenter("jieba")
 MIXED = [
@@ -126,3 +132,12 @@ def test_jieba_on_a_language_it_does_not_segment_names_both_params(tmp_path: Pat
     params.write_text("ingest:\n  language: zh\n", encoding="utf-8")
     check_word_segmenter("jieba", params)
     check_word_segmenter("none", tmp_path / "missing.yaml")
+
+
+def test_a_tokenizer_that_keeps_cjk_characters_together_is_refused(tmp_path: Path) -> None:
+    write_documents(tmp_path / "train", [["我们使用深度学习模型。", "深度学习"]])
+    params = vocab_params(vocab_size=200, limit_alphabet=10, tokenize_chinese_chars=False)
+    write_trained_tokenizer(tmp_path / "tokenizer", tmp_path / "train", params)
+    tokenizer = load_tokenizer(tmp_path / "tokenizer")
+    with pytest.raises(BertforgeError, match=r"vocab\.tokenize_chinese_chars: true"):
+        SegmentedSentenceTokenizer(tokenizer, np.dtype("uint16"), segment)

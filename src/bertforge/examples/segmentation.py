@@ -108,6 +108,9 @@ def token_word_continues(tokenizer: Any, word: str) -> list[bool]:
     ]
 
 
+SEGMENTATION_PROBE = ["我们使用深度学习模型。", "BERT模型在3.5%的数据上训练，T恤很好。"]
+
+
 class SegmentedSentenceTokenizer:
     """Sentences → token ids (exactly `SentenceTokenizer`'s) and, for each token, whether it
     continues the segmented word of the token before it. The marks of each distinct space-free
@@ -120,6 +123,14 @@ class SegmentedSentenceTokenizer:
         self.segment = segmenter
         self.max_words = max_words
         self.memo: dict[str, np.ndarray] = {}
+        # the spaces at word boundaries must not change the ids: BERT splits CJK characters
+        probe = pa.array(SEGMENTATION_PROBE, pa.string())
+        segmented = pa.array([spaced_words(segmenter(text)) for text in SEGMENTATION_PROBE])
+        if self.sentences.encode(probe)[0].tolist() != self.sentences.encode(segmented)[0].tolist():
+            raise BertforgeError(
+                "params.yaml: examples.word_segmenter needs a tokenizer that splits CJK "
+                "characters (vocab.tokenize_chinese_chars: true)"
+            )
 
     def encode(self, sentences: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sentences' ids back to back, the number of ids of each sentence, and the
