@@ -7,12 +7,14 @@ rate of the vocabulary, the instances made, the held-out masked-LM accuracy agai
 baseline (metrics/pretrain.json), and the top predictions of transformers' fill-mask pipeline on
 the exported model for Chinese sentences (one [MASK] per sentence).
 
-    python benchmarks/bench_chinese_pipeline.py            # the whole corpus: ~12 min on 2 cores
+    python benchmarks/bench_chinese_pipeline.py            # the whole corpus: ~8 min on 2 cores
     python benchmarks/bench_chinese_pipeline.py --tiny     # 60 documents a file, 20 steps (~2 min)
     python benchmarks/bench_chinese_pipeline.py --keep DIR # keep the copy in DIR
 
 The full run's duration is an estimate from the English pipeline's stage times (pretrain is
-1,400 steps of the default small model); compare times only from a quiet machine.
+1,400 steps of the default small model, ~2.3 passes over the ~19 k Chinese instances); the
+--tiny run took ~5 min on the shared 2-core machine. The first four sentences are lines of the
+corpus (the model may have seen them in training: a memory check), the last is not.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ FILL_MASK_SENTENCES = [
     "举头望明月，低头思故[MASK]。",
     "请接受这一事实，并保持礼[MASK]。",
     "天下有道，却走马以[MASK]。",
+    "今天天气很[MASK]，我们出去走走吧。",  # not in the corpus
 ]
 
 
