@@ -16,6 +16,7 @@ import zstandard
 
 from tests.factories import make_ingest_project, run_ingest_stage, stage_error_lines
 from tests.robustness.support import (
+    dead_pid,
     fill_up,
     full_disk,
     hand_to_user,
@@ -163,3 +164,13 @@ def test_unreadable_source_read_only_data_and_metrics_folders_are_one_line_each(
         assert run_stage_in_process(root) == 0  # with everything writable again, it runs
         assert snapshot(root) != before
         assert not [p for p in (root / "data").iterdir() if p.name.startswith(".")]
+
+
+def test_staging_folders_of_a_killed_run_are_cleaned_by_the_next_run(project):
+    dead = dead_pid()
+    (project / "data" / f".ingested.tmp-{dead}" / "train").mkdir(parents=True)
+    (project / "metrics" / f".ingest.json.tmp-{dead}").write_text("{}")
+    result = run_ingest_stage(project)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (project / "data").iterdir()) == ["ingested"]
+    assert sorted(p.name for p in (project / "metrics").iterdir()) == ["ingest.json"]
