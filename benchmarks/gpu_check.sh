@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# One prepared check on a GPU machine (issue #13): the GPU tests, then the model benchmark
+# (BERT-base and BERT-large at sequence length 128 and 512, bf16: bertforge padded and unpadded
+# against transformers), then a torch.compile comparison at BERT-base, length 128.
+#
+#   OUT=/some/empty/dir bash benchmarks/gpu_check.sh        # from the repository root
+#
+# The machine needs Python 3.12 with torch (CUDA), transformers, tokenizers, pyarrow, pandas,
+# numpy, pytest; what bertforge needs beyond that comes as wheels in .whl/ (built beforehand,
+# see docs/model.md) and is installed into /tmp/site: nothing is downloaded. Every step runs
+# under `timeout`, within one overall deadline (BUDGET_S, default 470 s), and a failed step does
+# not stop the next one. Writes at most 4 files under $OUT: summary.md (environment, one line per
+# step, test summary, benchmark tables), steps.log (every step's output), bench_model.json and
+# bench_compile.json. DEVICE=cpu rehearses the plumbing on a CPU machine with tiny runs.
+set -u -o pipefail
+
+OUT=${OUT:?set OUT to the output directory}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+WHEEL_DIR=${WHEEL_DIR:-.whl}
+BUDGET_S=${BUDGET_S:-470}
+DEADLINE=$(($(date +%s) + BUDGET_S))
+SUMMARY=$OUT/summary.md
+LOG=$OUT/steps.log
+mkdir -p "$OUT"
+: >"$LOG"
+export PYTHONPATH=/tmp/site:$PWD/src
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1 TOKENIZERS_PARALLELISM=false
+export PYTHON WHEEL_DIR
+
+# run NAME SECONDS COMMAND...: the command under `timeout` (cut to what is left of the budget),
+# its output appended to steps.log, its exit status and time to summary.md. 124: timed out.
+run() {
+    local name=$1 want=$2 left status start
+    shift 2
+    left=$((DEADLINE - $(date +%s)))
+    if ((left < 20)); then
+        echo "| $name | skipped | 0 s | budget spent |" >>"$SUMMARY"
+        return
+    fi
+    ((want > left)) && want=$left
+    echo ">>>>> $name (limit ${want} s): $*" >>"$LOG"
+    start=$(date +%s)
+    timeout --kill-after=10 "$want" "$@" >>"$LOG" 2>&1
+    status=$?
+    echo "| $name | $status | $(($(date +%s) - start)) s | ${want} s |" >>"$SUMMARY"
+}
+
+install_wheels() {
+    local wheels=("$WHEEL_DIR"/*.whl)
+    if [ ! -e "${wheels[0]}" ]; then
+        echo "no wheels in $WHEEL_DIR"
+        return 0
+    fi
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "${wheels[@]}"
+}
+
+environment() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
+        || echo "no nvidia-smi"
+    "$PYTHON" - <<'EOF'
+import platform, torch, transformers
+cuda = torch.cuda.is_available()
+print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}),"
+      f" transformers {transformers.__version__}")
+print(f"device: {torch.cuda.get_device_name() if cuda else 'no CUDA device'}")
+for name in ("deepspeed", "flash_attn", "pandera", "pydantic"):
+    try:
+        module = __import__(name)
+        print(f"{name} {getattr(module, '__version__', '?')} from {module.__file__}")
+    except Exception as error:
+        print(f"{name}: not importable ({type(error).__name__}: {error})")
+EOF
+}
+
+export -f install_wheels environment
+
+section() { # the output of step $1 in steps.log
+    sed -n "/^>>>>> $1 /,/^>>>>> /p" "$LOG" | grep -v '^>>>>> '
+}
+
+if [ "$DEVICE" = cuda ]; then
+    BENCH=(--device cuda --config base large --seq-len 128 512)
+    COMPILE=(--device cuda --config base --seq-len 128 --compile --warmup 4 --no-memory)
+else
+    BENCH=(--device cpu --config small --unpad --steps 1 --warmup 1 --repeats 1 --no-memory)
+    COMPILE=(--device cpu --config small --compile --steps 1 --warmup 1 --repeats 1 --no-memory)
+fi
+
+{
+    echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo
+    echo "| step | exit | took | limit |"
+    echo "|---|---:|---:|---:|"
+} >"$SUMMARY"
+run wheels 90 bash -c install_wheels
+run environment 60 bash -c environment
+run pytest-gpu 150 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
+run bench-model 240 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
+run bench-compile 150 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
+
+{
+    echo
+    echo "## Environment"
+    echo
+    section environment | sed 's/^/    /'
+    echo
+    echo "## GPU tests"
+    echo
+    section pytest-gpu \
+        | grep -E '^(FAILED|ERROR|SKIPPED) |(passed|failed|skipped|error).* in [0-9.]+s' \
+        | tail -40 | sed 's/^/    /'
+    for name in bench_model bench_compile; do
+        if [ -f "$OUT/$name.md" ]; then
+            echo
+            echo "## $name"
+            echo
+            cat "$OUT/$name.md"
+            rm -f "$OUT/$name.md"
+        fi
+    done
+} >>"$SUMMARY"
+echo "wrote $SUMMARY"
