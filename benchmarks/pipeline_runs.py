@@ -99,8 +99,12 @@ def repro(project: Path, target: str) -> float:
         ["dvc", "repro", target], cwd=project, env=stage_env(), capture_output=True, text=True
     )
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        sys.exit(f"dvc repro {target} failed in {project}:\n{tail}")
+        log = project / f"repro-{target}.log"
+        log.write_text(result.stdout + result.stderr, encoding="utf-8")
+        errors = [line for line in log.read_text().splitlines() if "error" in line.lower()]
+        sys.exit(
+            f"dvc repro {target} failed in {project} (log: {log}):\n" + "\n".join(errors[-10:])
+        )
     return time.perf_counter() - started
 
 

@@ -846,12 +846,12 @@ def collect_wic_occurrences(
 def mark_target(text: str, forms: set[str]) -> str:
     """`text` with its first occurrence of the target word (any of its `forms`, as a whole word)
     between `WIC_TARGET_MARK`s: the model is told which word to compare, as WiC tells it."""
-    alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
-    # a whole word: the same boundaries as `words_of` (letters and inner hyphens)
-    found = re.search(rf"(?<![A-Za-z-])({alternatives})(?![A-Za-z-])", text, re.IGNORECASE)
+    # a whole word exactly as `words_of` cuts them (letters and inner hyphens)
+    words = re.finditer(r"[A-Za-z]+(?:-[A-Za-z]+)*", text)
+    found = next((word for word in words if word.group().lower() in forms), None)
     if found is None:
         raise BertforgeError(f"wic: no form of the target word in {text!r}")
-    start, end = found.span(1)
+    start, end = found.span()
     return f"{text[:start]}{WIC_TARGET_MARK}{text[start:end]}{WIC_TARGET_MARK}{text[end:]}"
 
 
