@@ -133,3 +133,14 @@ def test_stage_with_a_gb2312_file_exits_2_in_one_line_and_keeps_the_previous_out
     (line,) = stage_error_lines(result)
     assert "corpus/b.txt: line 1: not valid UTF-8" in line and "iconv -f GBK" in line
     assert hash_path(project / "data/ingested") == before
+
+
+def test_wrapped_lines_with_crlf_and_ideographic_spaces_join_too() -> None:
+    assert join_wrapped_lines("床前明月光，\r\n　疑是地上霜。") == "床前明月光，疑是地上霜。"
+
+
+def test_a_latin1_file_gets_the_general_iconv_hint(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Caf\xe9 au lait is served here every day.\n".encode("latin-1"))
+    message = ingest_error(ingest_params({"path": str(path)}), tmp_path)
+    assert message.endswith("convert it to UTF-8, e.g. `iconv -f LATIN1 -t UTF-8 FILE > FILE.utf8`")

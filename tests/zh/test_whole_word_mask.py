@@ -141,3 +141,7 @@ def test_a_tokenizer_that_keeps_cjk_characters_together_is_refused(tmp_path: Pat
     tokenizer = load_tokenizer(tmp_path / "tokenizer")
     with pytest.raises(BertforgeError, match=r"vocab\.tokenize_chinese_chars: true"):
         SegmentedSentenceTokenizer(tokenizer, np.dtype("uint16"), segment)
+
+
+def test_no_space_cuts_a_combining_mark_from_its_character() -> None:
+    assert spaced_words(["北京", "\u0301x"]) == "北京\u0301x"
