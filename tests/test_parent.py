@@ -5,6 +5,7 @@ the cache location when it is imported."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from bertforge.errors import BertforgeError
-from bertforge.params import parse
+from bertforge.params import load_params, parse
 from bertforge.parent import ParentSpec, exported_parent, parent_tags, resolve_parent
+from bertforge.pretrain.params import PretrainParams
+from bertforge.vocab.params import VocabParams
+from tests.support import REPO_ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 RESOLVE = (
@@ -101,3 +105,18 @@ def test_an_export_tells_its_parent(tmp_path: Path) -> None:
     assert exported_parent(tmp_path) is None
     (tmp_path / "lineage.json").write_text('{"parent": {"hub": "h", "revision": "r"}}')
     assert exported_parent(tmp_path) == {"hub": "h", "revision": "r"}
+
+
+def test_the_repo_params_default_to_no_parent_as_the_dataclasses_do() -> None:
+    params = load_params(REPO_ROOT / "params.yaml")
+    defaults = {
+        ("vocab", "init_from"): fields_of(VocabParams)["init_from"],
+        ("vocab", "extend_with"): fields_of(VocabParams)["extend_with"],
+        ("pretrain", "init_from"): fields_of(PretrainParams)["init_from"],
+    }
+    for (section, key), default in defaults.items():
+        assert params[section][key] == default == (0 if key == "extend_with" else None)
+
+
+def fields_of(cls: type) -> dict:
+    return {field.name: field.default for field in dataclasses.fields(cls)}

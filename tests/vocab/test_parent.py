@@ -19,7 +19,6 @@ from bertforge.vocab.params import VocabParams
 from bertforge.vocab.parent import load_parent_vocabulary, tokenizer_from_parent
 from tests.continued import (
     DOMAIN_DOCUMENTS,
-    PARENT_VOCAB,
     parent_vocab_params,
     write_parent_tokenizer,
 )
@@ -195,9 +194,3 @@ def test_parent_pieces_follow_bert_greedy_longest_match() -> None:
         ids["##sis"],
     )
     assert parent_pieces("photoq", ids) == (ids["[UNK]"],)
-
-
-def test_params_yaml_defaults_equal_the_dataclass() -> None:
-    fields = {field.name: field.default for field in dataclasses.fields(VocabParams)}
-    assert fields["init_from"] is None and fields["extend_with"] == 0
-    assert PARENT_VOCAB["vocab_size"] > PARENT_VOCAB["limit_alphabet"]

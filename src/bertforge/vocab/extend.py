@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from bertforge.errors import BertforgeError
 from bertforge.io import read_json, write_json_atomic
@@ -110,7 +111,7 @@ def extend_vocabulary(
 
 
 def count_new_pieces(
-    domain: object, candidates: dict[int, str], train_dir: Path, batch_size: int = 1024
+    domain: Tokenizer, candidates: dict[int, str], train_dir: Path, batch_size: int = 1024
 ) -> Counter[str]:
     """How often each candidate piece occurs in the training sentences under the domain
     tokenizer: the places where the parent vocabulary splits that string."""
@@ -118,7 +119,7 @@ def count_new_pieces(
     totals = np.zeros(size, dtype=np.int64)
     sentences = iter_sentences(train_dir, "vocab: extension counts")
     for batch in batched(sentences, batch_size):
-        for encoding in domain.encode_batch(batch, add_special_tokens=False):  # type: ignore[attr-defined]
+        for encoding in domain.encode_batch(batch, add_special_tokens=False):
             ids = np.asarray(encoding.ids, dtype=np.int64)
             totals += np.bincount(ids[ids < size], minlength=size)
     return Counter({token: int(totals[index]) for index, token in candidates.items()})
