@@ -171,3 +171,30 @@ def test_card_reports_both_baselines(task_dir: Path) -> None:
         assert set(baselines) == {"majority_class", "bow_logistic_regression"}
         trained = baselines["bow_logistic_regression"]["accuracy"]
         assert trained > baselines["majority_class"]["accuracy"]
+
+
+def test_wic_marks_one_target_word_in_each_sentence() -> None:
+    # WiC gives the word to compare; ours marks its first occurrence as *word* in both texts
+    marked = re.compile(r"\*([A-Za-z]+(?:-[A-Za-z]+)*)\*")
+    for split in TASK_SPLITS:
+        for row in read_split(RAW / "tasks" / "wic", split):
+            for key in ("sentence1", "sentence2"):
+                assert len(marked.findall(str(row[key]))) == 1, (split, row)
+
+
+def test_wic_marks_the_first_whole_word_form_of_the_target() -> None:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "build_embedded_data", REPO_ROOT / "scripts/build_embedded_data.py"
+    )
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = builder  # its dataclasses look their module up
+    spec.loader.exec_module(builder)
+    forms = builder.inflected_forms("bank", "n", {})
+    assert builder.mark_target("The bank-account at the Banks", forms) == (
+        "The bank-account at the *Banks*"
+    )
+    assert builder.mark_target("a par-5 hole", {"par"}) == "a *par*-5 hole"
