@@ -51,10 +51,30 @@ def export_pretrained(
     export_dir: Path,
     lineage: Mapping[str, Any],
 ) -> None:
-    """(rank 0) config.json + model.safetensors + the tokenizer files + lineage.json, atomically."""
+    """(rank 0) config.json + model.safetensors + the tokenizer files + lineage.json, atomically.
+
+    An empty existing `export_dir` is a staging folder of the caller's (stages/pretrain.py
+    stages the export and its metrics together) and is written in place, so that no staging
+    folder nests in another (a kill there would leave one no clean-up knows); otherwise the
+    export is staged here.
+    """
+    export_dir = Path(export_dir)
+    if export_dir.is_dir() and not any(export_dir.iterdir()):
+        write_export(module, state, tokenizer_dir, export_dir, lineage)
+        return
     with atomic_directory(export_dir) as staging:
-        save_pretrained(module, staging, state_dict=state)
-        for path in sorted(Path(tokenizer_dir).iterdir()):
-            if path.is_file():
-                shutil.copyfile(path, staging / path.name)
-        write_json_atomic(staging / "lineage.json", dict(lineage))
+        write_export(module, state, tokenizer_dir, staging, lineage)
+
+
+def write_export(
+    module: BertForPreTraining,
+    state: Mapping[str, torch.Tensor],
+    tokenizer_dir: Path,
+    directory: Path,
+    lineage: Mapping[str, Any],
+) -> None:
+    save_pretrained(module, directory, state_dict=state)
+    for path in sorted(Path(tokenizer_dir).iterdir()):
+        if path.is_file():
+            shutil.copyfile(path, directory / path.name)
+    write_json_atomic(directory / "lineage.json", dict(lineage))
