@@ -104,7 +104,9 @@ def render_report(evaluation: Mapping[str, Any]) -> str:
             + (
                 f"At floor here: {', '.join(floors)}. Nothing in this pipeline learns "
                 + ("these tasks" if len(floors) > 1 else "this task")
-                + " at this training budget; their differences are noise."
+                + " at this training budget: differences between models on "
+                + ("them" if len(floors) > 1 else "it")
+                + " are noise."
                 if floors
                 else "No task is at floor."
             ),
