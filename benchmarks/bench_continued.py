@@ -184,8 +184,9 @@ def table(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Parent: {args.parent_steps} steps on the dictionaries (held-out MLM accuracy there "
         f"{result['parent_general_mlm_accuracy']:.4f}); each variant {args.steps} steps on the "
-        f"Bible; documents per source: {args.documents or 'all'}; fine-tuning seeds "
-        f"{args.seeds}. {platform.processor() or platform.machine()}, {cores} cores, "
+        f"Bible; documents per source: {args.documents or 'all'}"
+        + (f"; fine-tuning seeds {args.seeds}" if downstream else "")
+        + f". {platform.processor() or platform.machine()}, {cores} cores, "
         f"{date.today().isoformat()}, {result['seconds']:.0f} s in all.",
     ]
     return "\n".join(lines)
