@@ -96,9 +96,9 @@ fi
 } >"$SUMMARY"
 run wheels 90 bash -c install_wheels
 run environment 60 bash -c environment
-run pytest-gpu 150 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
-run bench-model 240 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
-run bench-compile 150 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
+run pytest-gpu 120 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
+run bench-model 200 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
+run bench-compile 200 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
 
 {
     echo
