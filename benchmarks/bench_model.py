@@ -635,7 +635,7 @@ def markdown(report: dict) -> str:
         f"torch {report['torch']}, transformers {report['transformers']}; "
         f"{report['date']}; load average {report['load_before']:.1f} at start, "
         f"{report['load_after']:.1f} at end",
-        f"peak for MFU: measured {report['dtype']} matmul {peaks['measured'] / 1e12:.1f} TFLOP/s"
+        f"peak for MFU: measured {report['dtype']} matmul {peaks['measured'] / 1e12:.3f} TFLOP/s"
         + (
             f"; datasheet dense bf16 {datasheet / 1e12:.1f} TFLOP/s ({peaks['source']})"
             if datasheet
