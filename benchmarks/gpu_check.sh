@@ -65,7 +65,7 @@ cuda = torch.cuda.is_available()
 print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}),"
       f" transformers {transformers.__version__}")
 print(f"device: {torch.cuda.get_device_name() if cuda else 'no CUDA device'}")
-for name in ("deepspeed", "flash_attn", "pandera", "pydantic"):
+for name in ("deepspeed", "flash_attn", "pandera", "pydantic", "hjson", "zstandard", "sentencex"):
     try:
         module = __import__(name)
         print(f"{name} {getattr(module, '__version__', '?')} from {module.__file__}")
