@@ -9,16 +9,24 @@ rate is ours too: the loop sets `learning_rate(params, step)` before every optim
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 
+from bertforge.errors import BertforgeError
 from bertforge.model import BertForPreTraining, optimizer_parameter_groups
 from bertforge.pretrain.launch import free_port
 from bertforge.pretrain.params import PretrainParams
+
+RENDEZVOUS_TIMEOUT_S = 300.0
+"""How long a rank waits for the others to join, unless told (pretrain.rendezvous_timeout_s)."""
+COLLECTIVE_TIMEOUT = timedelta(seconds=600)
+"""How long a collective waits once joined: DeepSpeed's `init_distributed` default."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,13 @@ class Topology:
         return self.rank == 0
 
 
-def start_distributed() -> Topology:
-    """Join the job (gloo on CPU, nccl on GPU); a lone process is a job of one."""
+def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Topology:
+    """Join the job (gloo on CPU, nccl on GPU); a lone process is a job of one.
+
+    Under torchrun or DeepSpeed's launcher the job is theirs (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR/PORT set, on one machine or several); otherwise this process is rank 0 of 1.
+    Joining waits at most `rendezvous_timeout_s` for every rank, and says so first.
+    """
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -53,16 +66,47 @@ def start_distributed() -> Topology:
 
     deepspeed_logger.setLevel("ERROR")  # its progress chatter; our own bar says enough
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
-    local_rank = int(os.environ["LOCAL_RANK"])
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    world_size = int(os.environ["WORLD_SIZE"])
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     if cuda:
         torch.cuda.set_device(local_rank)
-    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    if world_size > 1 and local_rank == 0:  # one line per machine
+        print(
+            f"pretrain: rank {rank} waiting up to {rendezvous_timeout_s:g} s for {world_size} "
+            f"ranks at {where}",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        deepspeed.init_distributed(
+            dist_backend="nccl" if cuda else "gloo",
+            verbose=False,
+            timeout=timedelta(seconds=rendezvous_timeout_s),
+        )
+    except torch.distributed.DistError as error:  # no store to reach, or not every rank came
+        raise rendezvous_error(rank, world_size, where, rendezvous_timeout_s, error) from error
+    # the bound was for joining; collectives keep DeepSpeed's own (a checkpoint may take longer)
+    set_timeout = getattr(torch.distributed.distributed_c10d, "_set_pg_timeout", None)
+    if set_timeout is not None and world_size > 1:
+        set_timeout(COLLECTIVE_TIMEOUT)
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     return Topology(
         rank=torch.distributed.get_rank(),
         local_rank=local_rank,
         world_size=torch.distributed.get_world_size(),
         device=device,
+    )
+
+
+def rendezvous_error(
+    rank: int, world_size: int, where: str, timeout_s: float, error: Exception
+) -> BertforgeError:
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+    return BertforgeError(
+        f"pretrain: rank {rank} could not join the {world_size} ranks of the job at {where} "
+        f"within {timeout_s:g} s (pretrain.rendezvous_timeout_s): {reason}; start every node "
+        "with the same MASTER_ADDR/MASTER_PORT (or rendezvous endpoint) reachable from each"
     )
 
 

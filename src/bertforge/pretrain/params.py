@@ -83,6 +83,7 @@ class PretrainParams:
     compile: bool = False
     log_every: int = 10
     stall_timeout_s: float = 1800.0
+    rendezvous_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         for name in POSITIVE_INTEGERS:
@@ -93,7 +94,7 @@ class PretrainParams:
         for name in ("processes", "gradient_accumulation_steps"):
             value = getattr(self, name)
             require(value is None or value >= 1, name, "must be null or at least 1", value)
-        for name in ("lr", "eps", "decay_power", "stall_timeout_s"):
+        for name in ("lr", "eps", "decay_power", "stall_timeout_s", "rendezvous_timeout_s"):
             require(getattr(self, name) > 0, name, "must be positive", getattr(self, name))
         require(
             self.zero_stage in ZERO_STAGES,
@@ -137,6 +138,7 @@ RUNTIME_ONLY_PARAMS = frozenset(
         "max_nonfinite_in_a_row",
         "log_every",
         "stall_timeout_s",
+        "rendezvous_timeout_s",
     }
 )
 """Params that do not change the trained weights; changing them never invalidates a checkpoint."""

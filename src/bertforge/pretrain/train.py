@@ -108,7 +108,7 @@ def pretrain(
     `lineage` goes into the export's lineage.json: content only (no run id, no time).
     """
     prepare_ops(params, torch.cuda.is_available())  # no silent JIT build, no stale lock
-    topology = start_distributed()
+    topology = start_distributed(params.rendezvous_timeout_s)
     if topology.world_size != inputs.world_size:
         raise BertforgeError(
             f"the job has {topology.world_size} processes, but its inputs were checked for "
