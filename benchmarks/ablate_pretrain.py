@@ -13,7 +13,7 @@ every task (pretrained and scratch, every seed) and evaluates. The row holds hel
 and accuracy, NSP accuracy, and the downstream test average of the pretrained model with its
 seed std (the same fine-tuning for every row). Budget is wall clock on this machine, so run it
 on a quiet one; expect about (calibration 1 min + pretraining --minutes + fine-tuning and
-evaluation ~6 min + examples ~2 min when they change) per variant: ~3.5 hours for all 16 at 8 min.
+evaluation ~6 min + examples ~2 min when they change) per variant: ~3.5 hours for all 15 at 8 min.
 
 The ``original`` preset is the seed algorithm exactly as Google's BERT defines it (MLM + NSP,
 15 % of tokens masked, 80/10/10 [MASK]/random/kept, static masks, sequences of 128 with 10 %
