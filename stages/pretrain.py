@@ -20,7 +20,7 @@ from bertforge.io import atomic_outputs, sha256_file
 from bertforge.model import WEIGHTS_FILE
 from bertforge.params import flatten, load_section
 from bertforge.pretrain.inputs import check_inputs
-from bertforge.pretrain.launch import launch_local_processes, under_launcher
+from bertforge.pretrain.launch import check_gpu_count, launch_local_processes, under_launcher
 from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
 from bertforge.pretrain.train import pretrain
 from bertforge.stage import run_stage
@@ -34,6 +34,8 @@ def main() -> None:
     params = load_section(PretrainParams, "pretrain")
     launched = under_launcher()
     world_size = int(os.environ["WORLD_SIZE"]) if launched else default_processes(params)
+    if not launched:
+        check_gpu_count(world_size)  # one GPU per rank (a launcher's ranks: start_distributed)
     inputs = check_inputs(params, PATHS, world_size)
     if not launched and world_size > 1:
         sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))

@@ -11,11 +11,14 @@ micro-batch of stored instances becomes padded model inputs.
   memory, and with ``masking: dynamic`` draws each example's masks (`Collator.mask`) from a
   generator keyed by (seed, epoch, example index), so a mask depends on neither its batch nor
   the number of processes.
+* **Prefetch** — `StepBatches`: a rank's micro-batches of a step; on CUDA the next step's are
+  collated on a worker thread (into pinned memory, copied without blocking) while this one trains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,10 +240,13 @@ class Collator:
         predictions = max(int((arrays["masked_lm_labels"] != IGNORE_INDEX).sum(axis=1).max()), 1)
         for key in ("masked_lm_positions", "masked_lm_labels"):  # the MLM head's rows: no padding
             arrays[key] = np.ascontiguousarray(arrays[key][:, :predictions])
-        return {
-            name: torch.from_numpy(arrays[key]).to(self.device)
-            for key, name in MODEL_INPUTS.items()
-        }
+        tensors = {name: torch.from_numpy(arrays[key]) for key, name in MODEL_INPUTS.items()}
+        if self.device.type == "cuda":  # pinned pages, copied while the host goes on collating
+            return {
+                name: tensor.pin_memory().to(self.device, non_blocking=True)
+                for name, tensor in tensors.items()
+            }
+        return {name: tensor.to(self.device) for name, tensor in tensors.items()}
 
     def mask(self, arrays: dict[str, np.ndarray], indices: np.ndarray, epoch: int) -> None:
         """Dynamic masking of collated `arrays` (rows: the examples `indices`), in place.
@@ -265,3 +271,40 @@ def masking_rule(meta: Mapping[str, Any], tokenizer_dir: Path) -> MaskingRule:
     """The dynamic masking rule of data/examples/meta.json, for the vocabulary of vocab.txt."""
     lines = (Path(tokenizer_dir) / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
     return MaskingRule.from_meta(meta, {token: index for index, token in enumerate(lines)})
+
+
+class StepBatches:
+    """A rank's micro-batches of each step, from `plan` through `collate`.
+
+    With `ahead` (CUDA), taking step s starts collating step s + 1 (up to `end`) on one worker
+    thread, so the host prepares the next batches while the device trains; a batch is the same
+    pure function of (step, rank) either way, so the result does not depend on `ahead`.
+    """
+
+    def __init__(
+        self,
+        plan: BatchPlan,
+        collate: Callable[[np.ndarray, int], dict[str, torch.Tensor]],
+        rank: int,
+        end: int,
+        ahead: bool,
+    ) -> None:
+        self.plan, self.collate, self.rank, self.end = plan, collate, rank, end
+        self.worker = ThreadPoolExecutor(1, "prefetch") if ahead else None
+        self.pending: tuple[int, Future] | None = None
+
+    def batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+        epoch = self.plan.epoch_of(step)
+        return [
+            self.collate(indices, epoch) for indices in self.plan.micro_batches(step, self.rank)
+        ]
+
+    def take(self, step: int) -> list[dict[str, torch.Tensor]]:
+        if self.worker is None:
+            return self.batches(step)
+        pending, self.pending = self.pending, None
+        ready = pending is not None and pending[0] == step
+        batches = pending[1].result() if ready else self.batches(step)
+        if step + 1 < self.end:  # the next step's, while this one trains
+            self.pending = (step + 1, self.worker.submit(self.batches, step + 1))
+        return batches

@@ -20,7 +20,7 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.model import BertForPreTraining, optimizer_parameter_groups
-from bertforge.pretrain.launch import free_port
+from bertforge.pretrain.launch import check_gpu_count, free_port
 from bertforge.pretrain.params import PretrainParams
 
 RENDEZVOUS_TIMEOUT_S = 300.0
@@ -70,6 +70,7 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
     world_size = int(os.environ["WORLD_SIZE"])
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     if cuda:
+        check_gpu_count(int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)))
         torch.cuda.set_device(local_rank)
     if world_size > 1 and local_rank == 0:  # one line per machine
         print(
@@ -107,6 +108,39 @@ def rendezvous_error(
         f"pretrain: rank {rank} could not join the {world_size} ranks of the job at {where} "
         f"within {timeout_s:g} s (pretrain.rendezvous_timeout_s): {reason}; start every node "
         "with the same MASTER_ADDR/MASTER_PORT (or rendezvous endpoint) reachable from each"
+    )
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    peak_bytes: int
+    total_bytes: int
+    name: str
+
+
+def gpu_memory_seen(device: torch.device) -> GpuMemory:
+    """What an out-of-memory error reports: this rank's peak, the GPU's total, its name."""
+    properties = torch.cuda.get_device_properties(device)
+    return GpuMemory(
+        torch.cuda.max_memory_allocated(device), properties.total_memory, properties.name
+    )
+
+
+def out_of_memory_error(params: PretrainParams, step: int, memory: GpuMemory) -> BertforgeError:
+    """The one line of a GPU out of memory in a training step: the memory seen and the knobs."""
+    gib = 2**30
+    hint = (
+        f"lower pretrain.micro_batch_size (now {params.micro_batch_size}; accumulation keeps "
+        f"global_batch_size {params.global_batch_size} when gradient_accumulation_steps is null)"
+    )
+    if params.zero_stage < 3:
+        hint += f", or raise zero_stage (now {params.zero_stage})"
+    if params.precision == "fp32":
+        hint += ", or use precision bf16"
+    return BertforgeError(
+        f"pretrain: the GPU ran out of memory at step {step} ({memory.name}: "
+        f"{memory.peak_bytes / gib:.1f} GiB allocated at the peak of "
+        f"{memory.total_bytes / gib:.1f} GiB); {hint}"
     )
 
 

@@ -14,10 +14,26 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+from bertforge.errors import BertforgeError
+
 
 def under_launcher() -> bool:
     """True inside a job started by torchrun, DeepSpeed's launcher or `launch_local_processes`."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def check_gpu_count(processes: int, gpus: int | None = None) -> None:
+    """One GPU per rank: more ranks on a machine than GPUs it shows is a one-line error."""
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    if 0 < gpus < processes:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        raise BertforgeError(
+            f"params.yaml: pretrain.processes: {processes} ranks on this machine but only {gpus} "
+            f"visible GPUs (CUDA_VISIBLE_DEVICES={visible}); use at most {gpus}, or null for one "
+            "per GPU (under torchrun: --nproc-per-node)"
+        )
 
 
 def free_port() -> int:

@@ -184,8 +184,24 @@ def accumulation_steps(params: PretrainParams, world_size: int) -> int:
 
 
 def check_device_support(params: PretrainParams, device_type: str) -> None:
-    """bf16/fp16 mixed precision and LAMB are GPU features here; say so before starting."""
+    """bf16/fp16 mixed precision and LAMB are GPU features here; say so before starting.
+
+    So are bf16 on a GPU without it and torch.compile where torch cannot compile (a C++
+    compiler, which pretrain/ops.py checks, is the other thing compiling needs).
+    """
+    if params.compile:
+        missing = compile_unavailable(device_type)
+        if missing is not None:
+            raise BertforgeError(f"params.yaml: pretrain.compile true cannot run here: {missing}")
     if device_type == "cuda":
+        # bf16 needs compute capability 8.0 (A100, H100, RTX 30xx and later)
+        bf16 = params.precision == "bf16" and torch.cuda.is_available()
+        if bf16 and not torch.cuda.is_bf16_supported():
+            raise BertforgeError(
+                f"params.yaml: pretrain.precision bf16 needs a GPU with bf16 (compute "
+                f"capability 8.0+), but {torch.cuda.get_device_name()} has none; "
+                "use fp16 or fp32, got 'bf16'"
+            )
         return
     if params.precision != "fp32":
         raise BertforgeError(
@@ -197,3 +213,15 @@ def check_device_support(params: PretrainParams, device_type: str) -> None:
             "params.yaml: pretrain.optimizer lamb needs a GPU (DeepSpeed's FusedLamb); "
             "use adamw on CPU, got 'lamb'"
         )
+
+
+def compile_unavailable(device_type: str) -> str | None:
+    """Why `torch.compile` cannot run on `device_type` here, or None when it can."""
+    import torch._dynamo
+    from torch.utils._triton import has_triton
+
+    if not torch._dynamo.is_dynamo_supported():
+        return f"torch {torch.__version__} does not compile under this Python; set compile: false"
+    if device_type == "cuda" and not has_triton():
+        return "it needs Triton on a GPU (pip install triton), or set compile: false"
+    return None

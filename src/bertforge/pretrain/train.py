@@ -19,8 +19,15 @@ import torch
 from bertforge.errors import BertforgeError
 from bertforge.model import BertForPreTraining, count_parameters
 from bertforge.pretrain.checkpoint import CheckpointStore, Progress
-from bertforge.pretrain.data import BatchPlan, Collator, ExampleSplit, masking_rule
-from bertforge.pretrain.engine import Topology, build_engine, learning_rate, start_distributed
+from bertforge.pretrain.data import BatchPlan, Collator, ExampleSplit, StepBatches, masking_rule
+from bertforge.pretrain.engine import (
+    Topology,
+    build_engine,
+    gpu_memory_seen,
+    learning_rate,
+    out_of_memory_error,
+    start_distributed,
+)
 from bertforge.pretrain.evaluation import (
     eval_batches,
     evaluate,
@@ -199,13 +206,16 @@ def train(
     logger = StepLogger(params, progress.step, log, log_metrics, peak_flops, topology.rank)
     flops_of = functools.partial(batch_flops, inputs.config)
     engine.train()
+    ahead = topology.device.type == "cuda"
+    step_batches = StepBatches(data.plan, data.train, topology.rank, params.max_steps, ahead)
     for step in range(progress.step, params.max_steps):
-        epoch = data.plan.epoch_of(step)
-        indices = data.plan.micro_batches(step, topology.rank)
         lr = learning_rate(params, step + 1)
-        batches = [data.train(i, epoch) for i in indices]
+        batches = step_batches.take(step)  # on CUDA the next step's are collated meanwhile
         normalisation = params.mlm_loss_normalisation
-        result = train_step(engine, optimizer, batches, lr, flops_of, normalisation)
+        try:
+            result = train_step(engine, optimizer, batches, lr, flops_of, normalisation)
+        except torch.cuda.OutOfMemoryError as error:  # one line naming the knob, not a trace
+            raise out_of_memory_error(params, step + 1, gpu_memory_seen(topology.device)) from error
         progress.advance(result.skipped)
         logger.add(progress.step, result, lr, progress.nonfinite_total)
         if progress.nonfinite_in_a_row >= params.max_nonfinite_in_a_row:
