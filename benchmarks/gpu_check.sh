@@ -9,9 +9,10 @@
 # numpy, pytest; what bertforge needs beyond that comes as wheels in .whl/ (built beforehand,
 # see docs/model.md) and is installed into /tmp/site: nothing is downloaded. Every step runs
 # under `timeout`, within one overall deadline (BUDGET_S, default 470 s), and a failed step does
-# not stop the next one. Writes at most 4 files under $OUT: summary.md (environment, one line per
-# step, test summary, benchmark tables), steps.log (every step's output), bench_model.json and
-# bench_compile.json. DEVICE=cpu rehearses the plumbing on a CPU machine with tiny runs.
+# not stop the next one. Writes at most 5 files under $OUT: summary.md (environment, one line per
+# step, test summary, benchmark tables), steps.log (every step's output), gpu_pipeline.json (the
+# chain through pretraining in bf16 and fine-tuning: benchmarks/gpu_pipeline.py),
+# bench_model.json and bench_compile.json. DEVICE=cpu rehearses the plumbing on a CPU machine with tiny runs.
 set -u -o pipefail
 
 OUT=${OUT:?set OUT to the output directory}
@@ -81,9 +82,11 @@ section() { # the output of step $1 in steps.log
 }
 
 if [ "$DEVICE" = cuda ]; then
+    PIPELINE=(--steps "${PRETRAIN_STEPS:-800}" --tasks supersense)
     BENCH=(--device cuda --config base large --seq-len 128 512)
     COMPILE=(--device cuda --config base --seq-len 128 --compile --warmup 4 --no-memory)
 else
+    PIPELINE=(--tiny --tasks supersense)
     BENCH=(--device cpu --config small --unpad --steps 1 --warmup 1 --repeats 1 --no-memory)
     COMPILE=(--device cpu --config small --compile --steps 1 --warmup 1 --repeats 1 --no-memory)
 fi
@@ -94,11 +97,14 @@ fi
     echo "| step | exit | took | limit |"
     echo "|---|---:|---:|---:|"
 } >"$SUMMARY"
-run wheels 90 bash -c install_wheels
-run environment 60 bash -c environment
-run pytest-gpu 120 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
-run bench-model 200 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
-run bench-compile 200 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
+run wheels 60 bash -c install_wheels
+run environment 30 bash -c environment
+run pytest-gpu 75 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
+# the chain (ingest → … → pretrain in bf16 → fine-tuning); its examples feed the benchmark
+run pipeline 170 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
+    --examples-out "$PWD/data/examples" --out "$OUT/gpu_pipeline.json"
+run bench-model 150 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
+run bench-compile 60 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
 
 {
     echo
@@ -111,6 +117,12 @@ run bench-compile 200 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out 
     section pytest-gpu \
         | grep -E '^(FAILED|ERROR|SKIPPED) |(passed|failed|skipped|error).* in [0-9.]+s' \
         | tail -40 | sed 's/^/    /'
+    if [ -f "$OUT/gpu_pipeline.json" ]; then
+        echo
+        echo "## Pipeline on this device (benchmarks/gpu_pipeline.py)"
+        echo
+        sed 's/^/    /' "$OUT/gpu_pipeline.json"
+    fi
     for name in bench_model bench_compile; do
         if [ -f "$OUT/$name.md" ]; then
             echo

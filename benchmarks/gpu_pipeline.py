@@ -1,0 +1,198 @@
+"""The pipeline's chain on one GPU, without DVC or MLflow: ingest → vocab → examples → pretrain →
+fine-tune (pretrained and scratch) on the embedded corpus and tasks, through the library's own
+stage functions, in a temporary working copy. For machines that have torch (CUDA) but not dvc or
+mlflow (benchmarks/gpu_check.sh runs it there); on CPU, `--tiny` rehearses the same path.
+
+    python benchmarks/gpu_pipeline.py --out summary.json                     # GPU: bf16 BERT-small
+    python benchmarks/gpu_pipeline.py --tiny --out /tmp/summary.json         # CPU rehearsal
+
+Prints and writes a JSON summary: each step's seconds, pretraining throughput (real tokens/s,
+MFU) and held-out MLM/NSP accuracy against the unigram baseline, and each task's test metric for
+the pretrained and the from-scratch encoder (one seed each: a smoke check of quality, not the
+report; `make repro` gives that, with seed spreads and baselines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from bertforge.constants import TASK_SPLITS  # noqa: E402
+from bertforge.examples.params import ExamplesParams  # noqa: E402
+from bertforge.examples.write import check_inputs as check_examples_inputs  # noqa: E402
+from bertforge.examples.write import write_examples  # noqa: E402
+from bertforge.finetune.data import encode_split  # noqa: E402
+from bertforge.finetune.params import FinetuneParams  # noqa: E402
+from bertforge.finetune.pretrained import (  # noqa: E402
+    check_pretrained_export,
+    load_export_tokenizer,
+)
+from bertforge.finetune.tasks import load_task  # noqa: E402
+from bertforge.finetune.train import train_seed  # noqa: E402
+from bertforge.ingest.params import IngestParams  # noqa: E402
+from bertforge.ingest.pipeline import ingest  # noqa: E402
+from bertforge.ingest.sources import resolve_sources  # noqa: E402
+from bertforge.params import parse  # noqa: E402
+from bertforge.pretrain.inputs import check_inputs as check_pretrain_inputs  # noqa: E402
+from bertforge.pretrain.params import PretrainParams, PretrainPaths  # noqa: E402
+from bertforge.pretrain.train import pretrain  # noqa: E402
+from bertforge.tokenizer.files import write_tokenizer  # noqa: E402
+from bertforge.vocab.params import VocabParams  # noqa: E402
+from bertforge.vocab.train import train_tokenizer  # noqa: E402
+
+SMALL = {
+    "hidden_size": 512,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "intermediate_size": 2048,
+}  # BERT-small (Turc et al. 2019)
+TINY = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+}
+
+
+def timed(summary: dict[str, Any], name: str, function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    summary.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
+    print(f"{name}: {summary['seconds'][name]} s", flush=True)
+    return result
+
+
+def section(params: dict[str, Any], name: str, cls: type, **overrides: Any) -> Any:
+    return parse(cls, params[name] | overrides, f"params.yaml: {name}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tiny", action="store_true", help="CPU rehearsal: tiny model and budget")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps")
+    parser.add_argument("--batch", type=int, default=256, help="global batch (GPU)")
+    parser.add_argument("--tasks", nargs="+", help="fine-tuning tasks (default: all)")
+    parser.add_argument("--examples-out", type=Path, help="keep a copy of data/examples here")
+    args = parser.parse_args()
+
+    import torch
+
+    cuda = torch.cuda.is_available() and not args.tiny
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    summary: dict[str, Any] = {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+    work = Path(tempfile.mkdtemp(prefix="bertforge-gpu-"))
+    shutil.copytree(REPO / "data" / "raw", work / "data" / "raw")
+    os.chdir(work)
+    try:
+        ingest_params = section(params, "ingest", IngestParams, num_proc=min(8, os.cpu_count()))
+        ingested = Path("data/ingested")
+        timed(
+            summary,
+            "ingest",
+            ingest,
+            ingest_params,
+            resolve_sources(ingest_params),
+            ingested,
+            show_progress=False,
+        )
+        vocab_params = section(params, "vocab", VocabParams)
+        tokenizer = timed(summary, "vocab", train_tokenizer, ingested / "train", vocab_params)
+        Path("data/tokenizer").mkdir(parents=True)
+        write_tokenizer(tokenizer, Path("data/tokenizer"), vocab_params)
+        examples_params = section(
+            params, "examples", ExamplesParams, num_proc=min(8, os.cpu_count())
+        )
+        inputs = check_examples_inputs(ingested, Path("data/tokenizer"), examples_params)
+        timed(
+            summary,
+            "examples",
+            write_examples,
+            inputs,
+            Path("data/examples"),
+            examples_params,
+            progress=False,
+        )
+        if args.examples_out:
+            shutil.rmtree(args.examples_out, ignore_errors=True)
+            shutil.copytree("data/examples", args.examples_out)
+
+        steps = args.steps or (20 if args.tiny else 3000)
+        pretrain_overrides: dict[str, Any] = {
+            "model": params["pretrain"]["model"] | (TINY if args.tiny else SMALL),
+            "processes": 1,
+            "max_steps": steps,
+            "warmup_steps": max(1, steps // 10),
+            "checkpoint_every": steps,
+            "eval_every": 0,
+        }
+        if cuda:
+            pretrain_overrides |= {
+                "precision": "bf16",
+                "micro_batch_size": args.batch,
+                "global_batch_size": args.batch,
+                "lr": 1e-3,
+            }
+        else:
+            pretrain_overrides |= {"micro_batch_size": 8, "global_batch_size": 8}
+        pretrain_params = section(params, "pretrain", PretrainParams, **pretrain_overrides)
+        paths = PretrainPaths()
+        pretrain_inputs = check_pretrain_inputs(pretrain_params, paths, 1)
+        result = timed(summary, "pretrain", pretrain, pretrain_params, pretrain_inputs, paths)
+        summary["pretrain"] = {
+            "steps": steps,
+            "model": pretrain_overrides["model"],
+            "precision": pretrain_params.precision,
+            "summary": result,
+        }
+
+        finetune_params = section(params, "finetune", FinetuneParams, seeds=[0], processes=1)
+        model_dir = paths.export
+        config = check_pretrained_export(
+            model_dir, Path("data/tokenizer/vocab.txt"), finetune_params.max_seq_length
+        )
+        export_tokenizer = load_export_tokenizer(model_dir)
+        summary["finetune"] = {}
+        started = time.perf_counter()
+        for name, spec in finetune_params.tasks.items():
+            if args.tasks and name not in args.tasks:
+                continue
+            task = load_task(name, spec)
+            encoded = {
+                split: encode_split(
+                    export_tokenizer, task, task.split(split), finetune_params.max_seq_length
+                )
+                for split in TASK_SPLITS
+            }
+            for init in finetune_params.inits:
+                _, seed_result = train_seed(
+                    task, encoded, init, 0, model_dir, config, finetune_params
+                )
+                summary["finetune"][f"{name}/{init}"] = seed_result.metrics.get("test")
+                print(f"finetune {name} {init}: {seed_result.metrics.get('test')}", flush=True)
+        summary["seconds"]["finetune"] = round(time.perf_counter() - started, 1)
+    finally:
+        os.chdir(REPO)
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
