@@ -139,6 +139,8 @@ def parallelism(params: FinetuneParams, runs: int) -> tuple[int, int]:
     one thread each than as one process with many threads (docs/finetune.md, "Measured").
     """
     cores = len(os.sched_getaffinity(0))
+    if torch.cuda.is_available():  # one run at a time on the GPU, in this process
+        return 1, params.threads or cores
     processes = min(params.processes or cores, runs)
     threads = params.threads or max(1, cores // processes)
     return processes, threads

@@ -41,6 +41,13 @@ from bertforge.model import (
     optimizer_parameter_groups,
 )
 
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+"""Where fine-tuning runs, chosen once: the GPU when there is one (runs then go one at a time)."""
+
+
+def to_device(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.to(DEVICE) for name, tensor in batch.items()}
+
 
 def build_model(
     init: Init,
@@ -153,9 +160,9 @@ def predict(
     logits = np.zeros((len(split), model.num_labels), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        batch = pad_batch(split, rows, pad_id)
+        batch = to_device(pad_batch(split, rows, pad_id))
         output = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        logits[rows] = output.logits.float().numpy()
+        logits[rows] = output.logits.float().cpu().numpy()
     return logits
 
 
@@ -196,7 +203,7 @@ def train_epoch(
     trainable = [p for p in model.parameters() if p.requires_grad]
     losses = []
     for rows in batches:
-        batch = pad_batch(split, rows, pad_id)
+        batch = to_device(pad_batch(split, rows, pad_id))
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -235,6 +242,7 @@ def train_seed(
         torch.manual_seed(seed)  # dropout draws from torch's global generator
         model = build_model(init, model_dir, config, task, params, seed)
         freeze(model, params.strategy, params.frozen_layers)
+        model.to(DEVICE)
         optimizer = make_optimizer(model, params)
         train_lengths = np.array([len(ids) for ids in encoded["train"].input_ids])
         steps_per_epoch = math.ceil(len(encoded["train"]) / params.batch_size)
@@ -257,7 +265,9 @@ def train_seed(
             # keep the epoch with the best dev score (the first of equal ones)
             if dev_metrics["score"] > best_score:
                 best_score, best_epoch = dev_metrics["score"], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
                 predictions = {"dev": dev_predictions}
             # stop after early_stopping_patience epochs without a better dev score
             elif (
@@ -269,11 +279,12 @@ def train_seed(
     model.load_state_dict(best_state)
     # the head outputs raw targets from here on: what is written predicts what we predicted
     scale.fold_into(model.classifier.weight, model.classifier.bias)
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if task.test_is_dev:
         predictions["test"] = predictions["dev"]
     else:
         predictions["test"] = decode(task, predict(model, encoded["test"], eval_batch, pad_id))
+    model.to("cpu")  # written and returned on the CPU
     metrics = {
         split: compute_metrics(task, task.split(split), predictions[split]) for split in predictions
     }
