@@ -57,6 +57,13 @@ def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
     check_device_support(pretrain_params(precision="fp16"), "cuda")
 
 
+def test_bf16_without_fp32_master_weights_is_refused():
+    with pytest.raises(BertforgeError, match=r"bf16 with zero_stage 0 .* got 0$"):
+        check_device_support(pretrain_params(precision="bf16", zero_stage=0), "cuda")
+    check_device_support(pretrain_params(precision="bf16", zero_stage=1), "cuda")
+    check_device_support(pretrain_params(precision="fp16", zero_stage=0), "cuda")
+
+
 def test_compile_where_torch_cannot_compile_is_refused(monkeypatch):
     check_device_support(pretrain_params(compile=True), "cpu")  # this machine can
     monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)

@@ -202,6 +202,13 @@ def check_device_support(params: PretrainParams, device_type: str) -> None:
                 f"capability 8.0+), but {torch.cuda.get_device_name()} has none; "
                 "use fp16 or fp32, got 'bf16'"
             )
+        # DeepSpeed keeps fp32 master weights for bf16 only in ZeRO's optimizer (stages 1-3)
+        if params.precision == "bf16" and params.zero_stage == 0:
+            raise BertforgeError(
+                "params.yaml: pretrain.precision bf16 with zero_stage 0 would train the bf16 "
+                "weights themselves (DeepSpeed keeps fp32 master weights in ZeRO stages 1-3); "
+                "use zero_stage 1, 2 or 3, got 0"
+            )
         return
     if params.precision != "fp32":
         raise BertforgeError(
