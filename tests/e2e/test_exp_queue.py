@@ -17,9 +17,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from tests.support import stage_env
 
 from bertforge.tracking import TAG_PREFIX
+from tests.support import stage_env
 
 pytestmark = pytest.mark.slow
 
