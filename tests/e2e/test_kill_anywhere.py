@@ -11,6 +11,7 @@ outputs byte-identical to the reference, no staging debris, and no MLflow run le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -78,6 +79,20 @@ def ranks_started(project: Path, job: subprocess.Popen) -> bool:
     return any("RANK" in p.environ() for p in processes(job) if "pretrain" in " ".join(p.cmdline()))
 
 
+def training_done(project: Path, job: subprocess.Popen) -> bool:
+    """The last step's checkpoint is saved: the ranks evaluate on the held-out split and export.
+
+    (Files appearing in the export's staging folder would be a window of milliseconds; this one
+    spans the final evaluation and the export, so the kill lands in it on any machine.)
+    """
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    marker = project / "data/pretrained/checkpoints/latest"
+    try:
+        return marker.read_text().strip() == f"step-{params['pretrain']['max_steps']:08d}"
+    except FileNotFoundError:
+        return False
+
+
 def processes(job: subprocess.Popen) -> list[psutil.Process]:
     try:
         return psutil.Process(job.pid).children(recursive=True)
@@ -92,7 +107,7 @@ MOMENTS: dict[str, Callable[[Path, subprocess.Popen], bool]] = {
     "pretrain starting": lambda project, job: stage_started(project, job, "pretrain"),
     "DeepSpeed initialising": ranks_started,
     "mid-training": lambda project, job: (project / "data/pretrained/checkpoints/latest").exists(),
-    "exporting": lambda project, job: any(project.glob("data/pretrained/.model.tmp-*/*.json")),
+    "evaluating and exporting": training_done,
 }
 
 
@@ -108,7 +123,8 @@ def kill_at(project: Path, moment: str) -> None:
     except psutil.Error:
         pass  # a process ended while being looked at: the moment is near enough
     finally:
-        os.killpg(job.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended on its own by now
+            os.killpg(job.pid, signal.SIGKILL)
         job.communicate()
 
 

@@ -13,30 +13,11 @@ import torch
 from bertforge.errors import BertforgeError
 from bertforge.model import IGNORE_INDEX, BertForPreTraining
 from bertforge.pretrain.data import ExampleSplit
-from bertforge.pretrain.engine import build_engine, start_distributed
+from bertforge.pretrain.engine import build_engine
 from bertforge.pretrain.inputs import check_inputs
-from bertforge.pretrain.launch import free_port
 from bertforge.pretrain.step import train_step
 from tests.factories import PRETRAIN_TINY_MODEL, cpu_collator, pretrain_params, pretrain_paths
 from tests.support import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def single_process_job():
-    """This test process as a DeepSpeed job of one rank (gloo), torn down after the module."""
-    with pytest.MonkeyPatch.context() as patch:
-        job = {
-            "RANK": "0",
-            "LOCAL_RANK": "0",
-            "WORLD_SIZE": "1",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(free_port()),
-            "DS_ACCELERATOR": "cpu",
-        }
-        for name, value in job.items():
-            patch.setenv(name, value)
-        yield start_distributed()
-        torch.distributed.destroy_process_group()
 
 
 def step_gradients(job, project: Path, micro: int, normalisation: str, batches) -> list:

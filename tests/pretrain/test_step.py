@@ -10,10 +10,9 @@ import torch
 
 from bertforge.model import BertForPreTraining
 from bertforge.pretrain.data import ExampleSplit
-from bertforge.pretrain.engine import build_engine, start_distributed
+from bertforge.pretrain.engine import build_engine
 from bertforge.pretrain.export import consolidated_state_dict
 from bertforge.pretrain.inputs import check_inputs
-from bertforge.pretrain.launch import free_port
 from bertforge.pretrain.step import StepResult, train_step
 from tests.factories import cpu_collator, pretrain_params, pretrain_paths
 
@@ -26,24 +25,6 @@ class PoisonableBert(BertForPreTraining):
     def forward(self, *args, **kwargs):
         output = super().forward(*args, **kwargs)
         return output._replace(loss=output.loss * self.poison)
-
-
-@pytest.fixture(scope="module")
-def single_process_job():
-    """This test process as a DeepSpeed job of one rank (gloo), torn down after the module."""
-    with pytest.MonkeyPatch.context() as patch:
-        job = {
-            "RANK": "0",
-            "LOCAL_RANK": "0",
-            "WORLD_SIZE": "1",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(free_port()),
-            "DS_ACCELERATOR": "cpu",
-        }
-        for name, value in job.items():
-            patch.setenv(name, value)
-        yield start_distributed()
-        torch.distributed.destroy_process_group()
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
