@@ -66,7 +66,10 @@ def finish(job: subprocess.Popen) -> str:
 def staging(project: Path, name: str) -> bool:
     """A stage is writing `name` (its ``.<name>.tmp-<pid>`` staging folder exists; pretrain's
     exists from its start, and is exporting once files appear in it)."""
-    return any(project.glob(f"data/**/.{name}.tmp-*"))
+    try:
+        return any(project.glob(f"data/**/.{name}.tmp-*"))
+    except FileNotFoundError:  # a folder was renamed into place while being listed: look again
+        return False
 
 
 def stage_started(project: Path, job: subprocess.Popen, stage: str) -> bool:
