@@ -108,3 +108,40 @@ def test_the_repo_params_file_has_only_known_sections():
     params = load_params(REPO_ROOT / "params.yaml")
     check_sections(params)
     assert set(params) == set(KNOWN_SECTIONS)
+
+
+SECTIONS = {
+    "ingest": "bertforge.ingest.params.IngestParams",
+    "vocab": "bertforge.vocab.params.VocabParams",
+    "examples": "bertforge.examples.params.ExamplesParams",
+    "pretrain": "bertforge.pretrain.params.PretrainParams",
+    "finetune": "bertforge.finetune.params.FinetuneParams",
+    "evaluate": "bertforge.evaluate.results.EvaluateParams",
+    "register": "bertforge.registry.params.RegisterParams",
+}
+
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_a_params_dataclass_default_equals_the_value_in_params_yaml(section):
+    """One policy for defaults: where a field has one, it is params.yaml's value (issue #14)."""
+    import dataclasses
+    import importlib
+
+    from tests.support import REPO_ROOT
+
+    module, _, name = SECTIONS[section].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    values = load_section(cls, section, REPO_ROOT / "params.yaml")
+    for knob in dataclasses.fields(cls):
+        if knob.default is not dataclasses.MISSING:
+            default = knob.default
+        elif knob.default_factory is not dataclasses.MISSING:
+            default = knob.default_factory()
+        else:
+            continue
+        parsed = getattr(values, knob.name)
+        if dataclasses.is_dataclass(parsed) or isinstance(parsed, dict):
+            continue  # nested sections are checked through their own fields
+        assert parsed == default, (
+            f"{section}.{field.name}: default {default!r}, params.yaml {parsed!r}"
+        )
