@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bertforge.errors import BertforgeError
@@ -38,14 +37,7 @@ class MeanPooledClassifier(BertForSequenceClassification):
         real = attention_mask.unsqueeze(-1).to(sequence_output.dtype)
         # the mean of the last layer over each row's real tokens (padding left out)
         pooled = (sequence_output * real).sum(dim=1) / real.sum(dim=1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
-        if labels is None:
-            return SequenceClassificationOutput(loss=None, logits=logits)
-        if self.is_regression:
-            loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-        else:
-            loss = F.cross_entropy(logits.float(), labels.long())
-        return SequenceClassificationOutput(loss=loss, logits=logits)
+        return self.classify(pooled, labels)
 
 
 def classifier_class(pooling: Pooling) -> type[BertForSequenceClassification]:

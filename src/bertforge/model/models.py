@@ -261,7 +261,11 @@ class BertForSequenceClassification(nn.Module):
         """Logits [B, num_labels]; with `labels` ([B] class ids, or [B] floats for regression)
         also the mean loss."""
         _, pooled_output = self.bert(input_ids, token_type_ids, attention_mask)
-        logits = self.classifier(self.dropout(pooled_output))
+        return self.classify(pooled_output, labels)
+
+    def classify(self, pooled: Tensor, labels: Tensor | None) -> SequenceClassificationOutput:
+        """The head on a pooled representation: dropout, classifier, and the loss if labelled."""
+        logits = self.classifier(self.dropout(pooled))
         if labels is None:
             return SequenceClassificationOutput(loss=None, logits=logits)
         if self.is_regression:
