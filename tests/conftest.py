@@ -34,3 +34,21 @@ def isolated_mlflow(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
     return store
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/ingested with the multilingual fixture documents (tokenizer and vocab tests)."""
+    from tests.factories import VOCAB_HELDOUT_DOCUMENTS, VOCAB_TRAIN_DOCUMENTS, write_ingested
+
+    root = tmp_path_factory.mktemp("ingested")
+    return write_ingested(root, VOCAB_TRAIN_DOCUMENTS, VOCAB_HELDOUT_DOCUMENTS)
+
+
+@pytest.fixture(scope="session")
+def uncased_dir(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default BERT setup (lowercase, strip accents), trained once and written."""
+    from tests.factories import vocab_params, write_trained_tokenizer
+
+    directory = tmp_path_factory.mktemp("uncased")
+    return write_trained_tokenizer(directory, ingested / "data/ingested/train", vocab_params())

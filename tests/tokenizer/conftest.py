@@ -1,4 +1,4 @@
-"""Tokenizers trained once for the tokenizer tests, on the multilingual fixture documents."""
+"""A cased tokenizer for the tokenizer tests (`ingested` and `uncased_dir`: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,7 @@ from pathlib import Path
 import pytest
 
 from bertforge.vocab.train import train_tokenizer
-from tests.factories import (
-    VOCAB_HELDOUT_DOCUMENTS,
-    VOCAB_TRAIN_DOCUMENTS,
-    vocab_params,
-    write_ingested,
-    write_trained_tokenizer,
-)
-
-
-@pytest.fixture(scope="package")
-def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """data/ingested with the multilingual fixture documents."""
-    root = tmp_path_factory.mktemp("ingested")
-    return write_ingested(root, VOCAB_TRAIN_DOCUMENTS, VOCAB_HELDOUT_DOCUMENTS)
-
-
-@pytest.fixture(scope="package")
-def uncased_dir(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default BERT setup (lowercase, strip accents), trained and written."""
-    directory = tmp_path_factory.mktemp("uncased")
-    return write_trained_tokenizer(directory, ingested / "data/ingested/train", vocab_params())
+from tests.factories import vocab_params
 
 
 @pytest.fixture(scope="package")
