@@ -50,6 +50,18 @@ def save_pretrained(
     write_json_atomic(directory / CONFIG_FILE, model.hf_config())
 
 
+def check_shapes(
+    saved: Mapping[str, Tensor], expected: Mapping[str, Tensor], where: str, expected_by: str
+) -> None:
+    """One line naming the first saved tensor whose shape is not the one `expected_by` has."""
+    for name, tensor in saved.items():
+        if name in expected and tensor.shape != expected[name].shape:
+            raise BertforgeError(
+                f"{where}: {name} has shape {list(tensor.shape)}, {expected_by} expects "
+                f"{list(expected[name].shape)}"
+            )
+
+
 def load_pretrained(
     directory: Path,
     model_cls: type[PretrainedBert],
@@ -86,12 +98,7 @@ def load_pretrained(
         for name, tensor in model.state_dict().items()
         if name not in model.tied_parameters
     }
-    for name, tensor in saved.items():
-        if name in expected and tensor.shape != expected[name].shape:
-            raise BertforgeError(
-                f"{weights_path}: {name} has shape {list(tensor.shape)}, the model expects "
-                f"{list(expected[name].shape)}"
-            )
+    check_shapes(saved, expected, str(weights_path), "the model")
     initialized = sorted(set(expected) - set(saved))
     required = [
         name for name in initialized if name.startswith(("bert.embeddings.", "bert.encoder."))

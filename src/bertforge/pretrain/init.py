@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 from bertforge.errors import BertforgeError
 from bertforge.model import BertConfig, BertForPreTraining
+from bertforge.model.export import check_shapes
 from bertforge.parent import Parent, ParentSpec, resolve_parent
 from bertforge.tokenizer.files import TOKENIZER_FILE, VOCAB_FILE
 from bertforge.vocab.extend import VocabExtension
@@ -196,12 +197,7 @@ def load_parent_weights(model: BertForPreTraining, parent: ParentWeights) -> dic
     }
     if parent.extension is not None:
         saved = grow_vocabulary(saved, parent.extension)
-    for name, tensor in saved.items():
-        if name in expected and tensor.shape != expected[name].shape:
-            raise BertforgeError(
-                f"{PARAM}: {parent.weights_file}: {name} has shape {list(tensor.shape)}, "
-                f"pretrain.model expects {list(expected[name].shape)}"
-            )
+    check_shapes(saved, expected, f"{PARAM}: {parent.weights_file}", "pretrain.model")
     initialized = sorted(set(expected) - set(saved))
     required = [name for name in initialized if name.startswith(REQUIRED_PREFIXES)]
     if required:
