@@ -5,6 +5,8 @@ Usage:
     python benchmarks/finetune_grid.py               # pretrain the default once, then the grid
     python benchmarks/finetune_grid.py --write-docs  # and the table into docs/finetune.md
     python benchmarks/finetune_grid.py --smoke       # checks the script runs (minutes)
+    python benchmarks/finetune_grid.py --model data/pretrained/model --inits pretrained
+        # the committed default encoder instead of a new pretraining; pretrained init only
 
 In a temp copy of the project, `dvc repro pretrain` makes the default encoder once; each setting
 then fine-tunes every task of params.yaml (both inits, every seed) through the library
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
@@ -130,13 +133,26 @@ def main() -> None:
         "--write-docs", action="store_true", help="put the table in docs/finetune.md"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
+    parser.add_argument(
+        "--model", type=Path, help="an export of the default pretraining to use (skips it)"
+    )
+    parser.add_argument(
+        "--inits", nargs="+", choices=["pretrained", "scratch"], help="default: finetune.inits"
+    )
     args = parser.parse_args()
+    if args.smoke and args.model:
+        parser.error("--model is the default encoder; --smoke pretrains a tiny one of its own")
     rows = []
     with project_copy(args.keep) as project:
         base = read_params(project)
         overrides = smoke_base(base) if args.smoke else {}
+        if args.inits:
+            overrides["finetune.inits"] = args.inits
         write_params(project, base, overrides)
-        repro(project, "pretrain")
+        if args.model:  # the encoder params.yaml's pretrain section made, already exported
+            shutil.copytree(args.model.resolve(), project / MODEL_DIR)
+        else:
+            repro(project, "pretrain")
         section = read_params(project)["finetune"]
         inits = section.get("inits", ["pretrained", "scratch"])
         grid = [(lr, batch) for lr in LEARNING_RATES for batch in BATCH_SIZES]
@@ -162,7 +178,8 @@ def main() -> None:
     table = "\n".join(
         [
             f"Measured {date.today()} on {machine}{smoke}; `python benchmarks/finetune_grid.py "
-            "--write-docs`. Average score over the tasks, mean ± std over seeds; best cell on "
+            f"{' '.join(sys.argv[1:])}`. Average score over the tasks, mean ± std over seeds; "
+            "best cell on "
             f"pretrained dev: lr {best[0]:g}, batch {best[1]}.",
             "",
             "| " + " | ".join(columns) + " |",
