@@ -1,5 +1,5 @@
 """The examples as the model sees them: which examples each rank reads at each step, and how a
-micro-batch of stored instances becomes padded model inputs.
+micro-batch of stored instances becomes model inputs, padded or unpadded.
 
 * **Order** — `BatchPlan`: a seeded permutation per epoch; inside a window of global batches
   examples are sorted by length and cut into groups of ``processes × micro_batch_size`` similar
@@ -10,7 +10,10 @@ micro-batch of stored instances becomes padded model inputs.
   attention mask, token types and labels; `Collator` takes a micro-batch's rows from the split in
   memory, and with ``masking: dynamic`` draws each example's masks (`Collator.mask`) from a
   generator keyed by (seed, epoch, example index), so a mask depends on neither its batch nor
-  the number of processes.
+  the number of processes. With ``unpad`` the collated rows lose their padding: the real tokens
+  of the micro-batch concatenated, with an `Unpadded` layout (cumulative lengths) as the
+  attention mask; masked positions and labels stay per row, so both layouts train on the same
+  examples, masks and targets.
 * **Prefetch** — `StepBatches`: a rank's micro-batches of a step; on CUDA the next step's are
   collated on a worker thread (into pinned memory, copied without blocking) while this one trains.
 """
@@ -33,6 +36,7 @@ from bertforge.constants import IGNORE_INDEX
 from bertforge.errors import BertforgeError
 from bertforge.examples.instances import pad_ragged
 from bertforge.examples.masking import MaskingRule, create_masked_lm_predictions
+from bertforge.model import Unpadded
 from bertforge.pretrain.rng import ORDER, WINDOW, stream
 from bertforge.shards import shard_files
 from bertforge.tokenizer.files import VOCAB_FILE
@@ -213,12 +217,18 @@ MODEL_INPUTS = {
 """`collate_instances`' arrays → the argument names of `BertForPreTraining.forward`."""
 
 
+Batch = dict[str, torch.Tensor | Unpadded]
+"""A micro-batch as `BertForPreTraining.forward` takes it (an `Unpadded` as the unpadded mask)."""
+
+
 @dataclass
 class Collator:
-    """Example indices → padded model inputs on the device (padding only to the longest row).
+    """Example indices → model inputs on the device: padded only to the longest row (rounded up
+    to `pad_multiple`), or with `unpad` not padded at all.
 
     `dynamic_masking` is the rule of ``masking: dynamic`` (None: the stored, static masks);
-    `mask_domain` keeps the train and held-out splits' masks apart.
+    `mask_domain` keeps the train and held-out splits' masks apart; `attention` is the
+    variable-length kernel of unpadded batches (bertforge.model's `VARLEN_KERNELS`).
     """
 
     split: ExampleSplit
@@ -229,24 +239,29 @@ class Collator:
     seed: int
     mask_domain: int
     pad_multiple: int = 1
+    unpad: bool = False
+    attention: str = "auto"
 
-    def __call__(self, indices: np.ndarray, epoch: int = 0) -> dict[str, torch.Tensor]:
+    def __call__(self, indices: np.ndarray, epoch: int = 0) -> Batch:
         rows = self.split.table.take(pa.array(indices))
         longest = int(self.split.lengths[indices].max())
-        width = -(-longest // self.pad_multiple) * self.pad_multiple
+        multiple = 1 if self.unpad else self.pad_multiple
+        width = -(-longest // multiple) * multiple
         arrays = collate_instances(rows, self.pad_id, self.max_predictions_per_seq, pad_to=width)
         if self.dynamic_masking is not None:
             self.mask(arrays, indices, epoch)
         predictions = max(int((arrays["masked_lm_labels"] != IGNORE_INDEX).sum(axis=1).max()), 1)
         for key in ("masked_lm_positions", "masked_lm_labels"):  # the MLM head's rows: no padding
             arrays[key] = np.ascontiguousarray(arrays[key][:, :predictions])
-        tensors = {name: torch.from_numpy(arrays[key]) for key, name in MODEL_INPUTS.items()}
+        batch: Batch = {name: torch.from_numpy(arrays[key]) for key, name in MODEL_INPUTS.items()}
+        if self.unpad:
+            batch = unpadded(batch, self.attention)
         if self.device.type == "cuda":  # pinned pages, copied while the host goes on collating
             return {
-                name: tensor.pin_memory().to(self.device, non_blocking=True)
-                for name, tensor in tensors.items()
+                name: value.pin_memory().to(self.device, non_blocking=True)
+                for name, value in batch.items()
             }
-        return {name: tensor.to(self.device) for name, tensor in tensors.items()}
+        return {name: value.to(self.device) for name, value in batch.items()}
 
     def mask(self, arrays: dict[str, np.ndarray], indices: np.ndarray, epoch: int) -> None:
         """Dynamic masking of collated `arrays` (rows: the examples `indices`), in place.
@@ -267,6 +282,34 @@ class Collator:
             arrays["masked_lm_labels"][row, : len(labels)] = labels
 
 
+def unpadded(batch: Batch, attention: str) -> Batch:
+    """A padded micro-batch's real tokens only: `input_ids` and `token_type_ids` [N], the rows'
+    tokens one after another, and an `Unpadded` (cumulative lengths, positions) as
+    `attention_mask`. Masked positions stay row-local [B, P], the labels as they were."""
+    real = batch["attention_mask"].bool()
+    lengths = real.sum(1)
+    return {
+        **batch,
+        "input_ids": batch["input_ids"][real],
+        "token_type_ids": batch["token_type_ids"][real],
+        "attention_mask": Unpadded.from_lengths(lengths, attention),
+    }
+
+
+def real_tokens(batch: Batch) -> torch.Tensor:
+    """A micro-batch's real (non-padding) tokens: a 0-dim tensor on the batch's device."""
+    layout = batch["attention_mask"]
+    if isinstance(layout, Unpadded):
+        return layout.cu_seqlens[-1]
+    return layout.sum()
+
+
+def attention_width(batch: Batch) -> int:
+    """The keys a row's tokens attend over as attention runs: padded width, or longest row."""
+    layout = batch["attention_mask"]
+    return layout.max_seqlen if isinstance(layout, Unpadded) else batch["input_ids"].shape[1]
+
+
 def masking_rule(meta: Mapping[str, Any], tokenizer_dir: Path) -> MaskingRule:
     """The dynamic masking rule of data/examples/meta.json, for the vocabulary of vocab.txt."""
     lines = (Path(tokenizer_dir) / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
@@ -284,7 +327,7 @@ class StepBatches:
     def __init__(
         self,
         plan: BatchPlan,
-        collate: Callable[[np.ndarray, int], dict[str, torch.Tensor]],
+        collate: Callable[[np.ndarray, int], Batch],
         rank: int,
         end: int,
         ahead: bool,
@@ -293,13 +336,13 @@ class StepBatches:
         self.worker = ThreadPoolExecutor(1, "prefetch") if ahead else None
         self.pending: tuple[int, Future] | None = None
 
-    def batches(self, step: int) -> list[dict[str, torch.Tensor]]:
+    def batches(self, step: int) -> list[Batch]:
         epoch = self.plan.epoch_of(step)
         return [
             self.collate(indices, epoch) for indices in self.plan.micro_batches(step, self.rank)
         ]
 
-    def take(self, step: int) -> list[dict[str, torch.Tensor]]:
+    def take(self, step: int) -> list[Batch]:
         if self.worker is None:
             return self.batches(step)
         pending, self.pending = self.pending, None

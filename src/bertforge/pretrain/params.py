@@ -15,6 +15,7 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.model import BertConfig
+from bertforge.model.attention import check_varlen_kernel
 from bertforge.params import require
 from bertforge.parent import ParentSpec
 
@@ -72,6 +73,8 @@ class PretrainParams:
     gradient_clipping: float = 1.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     mlm_loss_normalisation: Literal["micro_batch", "global_batch"] = "micro_batch"
+    unpad: bool = False  # micro-batches of real tokens only (cumulative lengths), no padding
+    unpad_attention: Literal["auto", "padded-sdpa", "nested-sdpa", "flash-attn"] = "auto"
     max_steps: int = 1400
     seed: int = 0
     length_bucket_batches: int = 50
@@ -186,13 +189,16 @@ def accumulation_steps(params: PretrainParams, world_size: int) -> int:
 def check_device_support(params: PretrainParams, device_type: str) -> None:
     """bf16/fp16 mixed precision and LAMB are GPU features here; say so before starting.
 
-    So are bf16 on a GPU without it and torch.compile where torch cannot compile (a C++
-    compiler, which pretrain/ops.py checks, is the other thing compiling needs).
+    So are bf16 on a GPU without it, torch.compile where torch cannot compile (a C++
+    compiler, which pretrain/ops.py checks, is the other thing compiling needs) and an
+    unpadded attention kernel that cannot run here.
     """
     if params.compile:
         missing = compile_unavailable(device_type)
         if missing is not None:
             raise BertforgeError(f"params.yaml: pretrain.compile true cannot run here: {missing}")
+    if params.unpad:
+        check_unpad_attention(params, device_type)
     if device_type == "cuda":
         # bf16 needs compute capability 8.0 (A100, H100, RTX 30xx and later)
         bf16 = params.precision == "bf16" and torch.cuda.is_available()
@@ -220,6 +226,27 @@ def check_device_support(params: PretrainParams, device_type: str) -> None:
             "params.yaml: pretrain.optimizer lamb needs a GPU (DeepSpeed's FusedLamb); "
             "use adamw on CPU, got 'lamb'"
         )
+
+
+def check_unpad_attention(params: PretrainParams, device_type: str) -> None:
+    """The unpadded batches' attention kernel must run here: flash-attn needs its package, a
+    GPU and 16-bit activations."""
+    if params.unpad_attention != "flash-attn":
+        return
+    # flash-attn's variable-length kernel: CUDA only, bf16/fp16 only
+    where = "a GPU" if device_type != "cuda" else None
+    if where is None and params.precision == "fp32":
+        where = "precision bf16 or fp16"
+    if where is not None:
+        raise BertforgeError(
+            f"params.yaml: pretrain.unpad_attention flash-attn needs {where}; use auto, "
+            f"padded-sdpa or nested-sdpa, got 'flash-attn' (precision {params.precision}, "
+            f"device {device_type})"
+        )
+    try:
+        check_varlen_kernel("flash-attn")
+    except BertforgeError as error:
+        raise BertforgeError(f"params.yaml: pretrain.unpad_attention: {error}") from None
 
 
 def compile_unavailable(device_type: str) -> str | None:

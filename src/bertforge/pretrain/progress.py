@@ -18,6 +18,7 @@ from tqdm import tqdm
 from bertforge.constants import IGNORE_INDEX
 from bertforge.io import replace_path
 from bertforge.model import BertConfig, flops_per_token
+from bertforge.pretrain.data import attention_width, real_tokens
 from bertforge.pretrain.params import PretrainParams
 from bertforge.pretrain.step import STATS, StepResult
 
@@ -246,6 +247,6 @@ def job_peak_flops(device: torch.device, precision: str) -> float:
 
 def batch_flops(config: BertConfig, batch: Mapping[str, torch.Tensor]) -> float:
     """Model FLOPs of a micro-batch's real (non-padding) tokens."""
-    tokens = float(batch["attention_mask"].sum())
+    tokens = float(real_tokens(batch))
     masked = float((batch["masked_lm_ids"] != IGNORE_INDEX).sum())
-    return flops_per_token(config, batch["input_ids"].shape[1], masked / tokens) * tokens
+    return flops_per_token(config, attention_width(batch), masked / tokens) * tokens

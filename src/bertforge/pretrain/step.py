@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from bertforge.constants import IGNORE_INDEX
+from bertforge.pretrain.data import real_tokens
 
 STATS = (
     "loss",
@@ -85,7 +86,7 @@ def train_step(
                 output.mlm_total.double(),
                 output.nsp_correct.double(),
                 output.nsp_total.double(),
-                batch["attention_mask"].sum().double(),
+                real_tokens(batch).double(),
                 torch.tensor(flops_of(batch), dtype=torch.float64, device=engine.device),
                 torch.tensor(1.0, dtype=torch.float64, device=engine.device),
                 (~finite).double(),

@@ -77,6 +77,8 @@ class TrainingData:
             "dynamic_masking": masking,
             "seed": params.seed,
             "pad_multiple": 8 if topology.device.type == "cuda" else 1,  # tensor-core tiles
+            "unpad": params.unpad,  # real tokens only, with cumulative lengths
+            "attention": params.unpad_attention,
         }
         plan = BatchPlan(
             train.lengths,
