@@ -203,6 +203,8 @@ def deepspeed_config(params: PretrainParams, accumulation: int) -> dict[str, Any
         "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": params.precision == "bf16"},
         "fp16": {"enabled": params.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        # bf16: accumulate gradients over micro-batches in fp32, not in bf16 (8-bit mantissa)
+        **({"data_types": {"grad_accum_dtype": "fp32"}} if params.precision == "bf16" else {}),
         "steps_per_print": 2**31 - 1,
         "wall_clock_breakdown": False,
     }
