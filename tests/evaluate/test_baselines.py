@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
 from bertforge.evaluate import bootstrap_errors, evaluate_results, fit_baselines, render_report
-from bertforge.evaluate.baselines import LOGISTIC_C_GRID, RIDGE_ALPHA_GRID
+from bertforge.evaluate.baselines import LOGISTIC_C_GRID, RIDGE_ALPHA_GRID, bag_of_words_tokens
 from bertforge.finetune.tasks import Example, TaskData
+from tests.support import REPO_ROOT
 
 
 def make_task(kind: str, train, dev, test, labels=()) -> TaskData:
@@ -149,3 +153,63 @@ def test_a_task_is_at_floor_when_no_model_beats_majority_by_two_standard_errors(
     assert "| learnable | accuracy | 0.810 ± " in report
     assert "| pretrained | scratch | majority | bag-of-words | Δ | at floor |" in report
     assert "At floor here: noise." in report
+
+
+def english_task_texts() -> list[str]:
+    rows = []
+    for path in sorted((REPO_ROOT / "data/raw/tasks").glob("*/*.jsonl")):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [
+        row[key] for row in rows for key in ("sentence", "sentence1", "sentence2") if key in row
+    ]
+
+
+def test_english_texts_keep_the_words_of_scikit_learns_pattern_so_their_numbers_stay():
+    texts = english_task_texts()
+    assert len(texts) > 20000
+    word_pattern = re.compile(r"(?u)\b\w+\b")  # the pattern the baseline had before Chinese
+    for text in texts:
+        assert bag_of_words_tokens(text) == word_pattern.findall(text.lower()), text
+
+
+def test_chinese_runs_become_characters_and_adjacent_pairs_latin_words_stay_whole():
+    assert bag_of_words_tokens("天下有道，Debian软件") == [
+        *"天下有道",
+        "天下",
+        "下有",
+        "有道",
+        "debian",
+        *"软件",
+        "软件",
+    ]
+    assert bag_of_words_tokens("한국어 단어") == ["한국어", "단어"]  # Korean has spaces
+
+
+def chinese_rows(count: int, seed: int) -> list:
+    """Sentences without spaces whose label is a two-character word among random characters:
+    one token per sentence to a whitespace/word pattern, learnable from character pairs."""
+    rng = np.random.default_rng(seed)
+    filler = list("我们的了是在有这个人他们说到也就")
+    rows = []
+    for _ in range(count):
+        label = "good" if rng.random() < 0.4 else "bad"
+        word = {"good": ["好吃", "美味"], "bad": ["难吃", "太咸"]}[label][rng.integers(2)]
+        characters = [*rng.choice(filler, 6)]
+        characters.insert(int(rng.integers(0, 7)), word)
+        rows.append((("".join(characters) + "。",), label))
+    return rows
+
+
+def test_bag_of_words_learns_a_chinese_task_that_a_word_pattern_cannot_split():
+    task = make_task(
+        "classification",
+        chinese_rows(200, 0),
+        chinese_rows(60, 1),
+        chinese_rows(60, 2),
+        ("bad", "good"),
+    )
+    runs = fit_baselines(task)
+    # each sentence is one run of characters: as one word, no test sentence is seen in train
+    assert not {e.texts[0][:-1] for e in task.test} & {e.texts[0][:-1] for e in task.train}
+    assert runs["majority"].metrics["test"]["accuracy"] < 0.7
+    assert runs["bag_of_words"].metrics["test"]["accuracy"] == 1.0
