@@ -93,7 +93,7 @@ def train_log_losses(path: Path) -> np.ndarray:
 def run_in_process(root: Path, monkeypatch: pytest.MonkeyPatch, **overrides) -> dict:
     """The stage's training (one rank, this process) in the fixture project at `root`."""
     monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)  # prepare_ops sets it
-    params = pretrain_params(model=NO_DROPOUT, **overrides)
+    params = pretrain_params(**({"model": NO_DROPOUT} | overrides))
     paths = pretrain_paths(make_pretrain_project(root))
     return pretrain(params, check_inputs(params, paths, world_size=1), paths)
 
