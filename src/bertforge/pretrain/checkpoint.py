@@ -5,7 +5,8 @@ partitions) plus ``trainer_state.json`` (rank 0: step, data position, counters, 
 fingerprint) and ``rng_state_rank<r>.pt`` (each rank's global generators). The ``latest`` marker
 names the newest *complete* one: it is replaced atomically after a barrier that every rank
 passes only once its files are written, so a kill at any moment leaves a loadable checkpoint.
-It is DeepSpeed's own format, so ``zero_to_fp32.py`` works here too.
+It is DeepSpeed's own format, so ``zero_to_fp32.py`` works here too; resume reads every file
+without unpickling code (`bertforge.pretrain.safe_load`).
 
 `CheckpointStore.resume` restores all of it and cuts the training log back to the step resumed.
 The batch of a step is a pure function of the step (`BatchPlan`), so the step is the whole data
@@ -32,6 +33,7 @@ from bertforge.pretrain.engine import Topology
 from bertforge.pretrain.params import PretrainParams
 from bertforge.pretrain.progress import TrainingLog
 from bertforge.pretrain.rng import load_rng_states, save_rng_states
+from bertforge.pretrain.safe_load import use_safe_checkpoint_engine
 
 LATEST = "latest"
 TRAINER_STATE = "trainer_state.json"
@@ -228,7 +230,12 @@ class CheckpointStore:
                 shutil.rmtree(old, ignore_errors=True)
 
     def load(self, engine: Any, tag: str, topology: Topology) -> dict[str, Any]:
-        """Restore weights, optimizer, this rank's generators; return the trainer state."""
+        """Restore weights, optimizer, this rank's generators; return the trainer state.
+
+        Every file is read with ``torch.load(weights_only=True)`` (`bertforge.pretrain.safe_load`):
+        one holding anything that could run code when unpickled is refused, naming the file.
+        """
+        use_safe_checkpoint_engine(engine)  # DeepSpeed's own loader would unpickle in full
         load_path, _ = engine.load_checkpoint(
             str(self.directory), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=False
         )

@@ -4,7 +4,8 @@ Our own draws (data order, length windows, dynamic masks) use `stream`, never gl
 they depend on neither the batch nor the number of processes. The global generators that
 libraries draw from (torch's, for dropout) are seeded per rank by `seed_generators`, and a
 checkpoint saves and restores them (`save_rng_states`, `load_rng_states`), so nothing else can
-make two runs differ. The file is read with ``torch.load(weights_only=True)``: no pickle runs.
+make two runs differ. The file is read with ``torch.load(weights_only=True)``: no pickle runs
+(`bertforge.pretrain.safe_load.load_without_code`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from bertforge.pretrain.safe_load import load_without_code
 
 # The domains: every random draw is keyed by (seed, domain, ...); the values are part of the
 # outputs (changing one changes the trained weights).
@@ -57,8 +60,7 @@ def load_rng_states(path: Path) -> None:
     Only tensors, containers, numbers and numpy's state array are accepted (the allowlist is
     numpy's array reconstruction, nothing that can run code).
     """
-    with torch.serialization.safe_globals(numpy_array_globals()):
-        restore_rng_states(torch.load(path, weights_only=True))
+    restore_rng_states(load_without_code(path, numpy_array_globals()))
 
 
 def numpy_array_globals() -> list[Any]:
