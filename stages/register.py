@@ -4,8 +4,8 @@ Reads data/pretrained/model, data/finetuned/<task>/ and metrics/eval.json; regis
 version of `register.encoder_model_name` (fill-mask) and of `register.task_model_name` for every
 task in finetune.tasks (the init=pretrained seed with the best dev score), each a pyfunc model
 logged from code with its lineage and eval metrics as tags (docs/registry.md). Writes
-metrics/registry.json (names and versions). Promotion to @champion is a separate, human step:
-`bertforge promote <name>`.
+metrics/registry.json (names, kinds and content hashes; the version numbers are printed).
+Promotion to @champion is a separate, human step: `bertforge promote <name>`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def main() -> None:
         write_json_atomic(REGISTRY_METRICS, summary)
         run.log_artifact(REGISTRY_METRICS)
         run.log_pipeline_metrics(registered_metrics(candidates, versions))
-    for name, entry in summary["models"].items():
-        print(f"registered {name} version {entry['version']}  ({entry['uri']})")
+    for version in versions:
+        uri = f"models:/{version.name}/{version.version}"
+        print(f"registered {version.name} version {version.version}  ({uri})")
 
 
 if __name__ == "__main__":

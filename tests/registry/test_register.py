@@ -18,7 +18,7 @@ from bertforge.io import hash_path
 from bertforge.registry.register import source_data_hashes
 from bertforge.registry.summary import EvalSummary, MetricStat
 from bertforge.tracking import TAG_PREFIX, set_experiment
-from tests.factories import build_register_project, run_register_stage
+from tests.factories import add_version, build_register_project, run_register_stage
 
 
 def finetune_child_run(project: Path, task: str, seed: int) -> str:
@@ -39,16 +39,15 @@ def test_register_stage_registers_encoder_and_each_tasks_best_seed_with_lineage(
     assert run_register_stage(project) == 0
 
     registry = json.loads((project / "metrics/registry.json").read_text())
-    assert registry["models"] == {
-        "tiny-encoder": {"version": 1, "uri": "models:/tiny-encoder/1", "kind": "fill-mask"},
-        "tiny-sentiment": {
-            "version": 1,
-            "uri": "models:/tiny-sentiment/1",
-            "kind": "classification",
-        },
-        "tiny-similar": {"version": 1, "uri": "models:/tiny-similar/1", "kind": "regression"},
+    assert {name: entry["kind"] for name, entry in registry["models"].items()} == {
+        "tiny-encoder": "fill-mask",
+        "tiny-sentiment": "classification",
+        "tiny-similar": "regression",
     }
     client = mlflow.MlflowClient()
+    for name, entry in registry["models"].items():  # content, not the store's version numbers
+        tags = client.get_model_version(name, "1").tags
+        assert entry["model_sha256"] == tags[f"{TAG_PREFIX}input.model"]
     version = client.get_model_version("tiny-sentiment", "1")
     tags = version.tags
     commit = subprocess.run(
@@ -101,6 +100,22 @@ def test_an_identical_rerun_of_register_makes_no_duplicate_version(store, tmp_pa
     client = mlflow.MlflowClient()
     for name in ("tiny-encoder", "tiny-sentiment", "tiny-similar"):
         assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
+
+
+def test_registry_json_is_the_same_whatever_versions_the_store_already_holds(store, tmp_path):
+    """metrics/registry.json is in git: version numbers, which count one store's versions (a
+    fresh clone starts at 1, an experiment adds some), stay out of it."""
+    project = build_register_project(tmp_path / "project")
+    assert run_register_stage(project) == 0
+    first = (project / "metrics/registry.json").read_text()
+    names = ("tiny-encoder", "tiny-sentiment", "tiny-similar")
+    for name in names:  # e.g. a `dvc exp run` variant registered since, with other weights
+        add_version(name, None, {f"{TAG_PREFIX}input.model": "another model"})
+    assert run_register_stage(project) == 0
+    client = mlflow.MlflowClient()
+    for name in names:  # registered again (the latest version was another model) ...
+        assert max(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == 3
+    assert (project / "metrics/registry.json").read_text() == first  # ... the file unchanged
 
 
 def test_register_stage_with_missing_eval_metrics_fails_in_one_line_and_registers_nothing(

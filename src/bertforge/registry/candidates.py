@@ -71,17 +71,12 @@ def best_seed(task_dir: Path) -> dict[str, Any]:
         raise BertforgeError(f"{task_dir}/{INIT}: a metrics.json has no dev score") from None
 
 
-def finetune_run_id(task: str, seed: int, pretrain_run: str | None, seed_dir: Path) -> str:
-    """The MLflow run that fine-tuned this seed: from its lineage.json, else found by its tags.
+def finetune_run_id(task: str, seed: int, pretrain_run: str | None) -> str:
+    """The MLflow run that fine-tuned this seed, found by its tags (no run id is in its files).
 
-    The fallback is the newest run tagged with this task, init and pretraining run whose
-    ``seed`` param matches; "unknown" when the store has none (e.g. a copied directory).
+    It is the newest run tagged with this task, init and pretraining run whose ``seed`` param
+    matches; "unknown" when the store has none (e.g. a copied directory).
     """
-    lineage = seed_dir / "lineage.json"
-    if lineage.is_file():
-        run_id = read_json(lineage, "finetune").get("mlflow_run_id")
-        if run_id:
-            return str(run_id)
     client = registry_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
@@ -152,7 +147,7 @@ def pipeline_candidates(
                     f"{TAG_PREFIX}init": INIT,
                     f"{TAG_PREFIX}best_seed": str(best["seed"]),
                     f"{TAG_PREFIX}finetune_run_id": finetune_run_id(
-                        task, best["seed"], pretrain_run, seed_dir
+                        task, best["seed"], pretrain_run
                     ),
                 },
                 max_length=max_seq_length,

@@ -197,13 +197,17 @@ def version_of_same_content(name: str, tags: Mapping[str, str]) -> Any | None:
 
 
 def registry_summary(versions: Sequence[Any]) -> dict[str, Any]:
-    """metrics/registry.json: each registered model's new version."""
+    """metrics/registry.json: what each registered model holds, by content.
+
+    Version numbers count the versions in one MLflow store (a fresh clone starts at 1), so they
+    stay out of this git-tracked file: the stage prints them and logs them to the pipeline run.
+    The model's content hash (its ``bertforge.input.model`` tag) finds its version in any store.
+    """
     return {
         "models": {
             version.name: {
-                "version": int(version.version),
-                "uri": f"models:/{version.name}/{version.version}",
                 "kind": version.tags.get(KIND_TAG, ""),
+                "model_sha256": version.tags.get(f"{INPUT_TAG_PREFIX}model", ""),
             }
             for version in versions
         }
