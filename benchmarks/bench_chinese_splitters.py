@@ -12,7 +12,8 @@ the offset (in non-space characters) where a sentence ends inside a passage. Pre
 and F1 are pooled over all passages; "passages exact" counts passages split exactly as the gold.
 
 Speed: sentences per second and MB per second on the cleaned documents of the Chinese corpus
-(hard-wrapped lines joined), in this process, one core.
+(hard-wrapped lines joined), in this process, one core. Scored and timed by the English
+benchmark's code (benchmarks/bench_sentence_splitters.py).
 
 Run: python benchmarks/bench_chinese_splitters.py [--corpus 'data/raw/corpus-zh/*.txt.xz']
 (about 10 s; spaCy is compared when it is installed: pip install -e '.[bench]').
@@ -23,13 +24,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
-import time
 from datetime import date
+
+from bench_sentence_splitters import print_comparison
 
 from bertforge.ingest.cleaning import clean_text
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.readers import read_documents
-from bertforge.ingest.sentences import make_sentence_splitter
 from bertforge.ingest.sources import resolve_sources
 from bertforge.ingest.zh import join_wrapped_lines
 
@@ -82,31 +83,6 @@ def splitters() -> tuple[str, ...]:
     return ("sentencex", "zh_rules", *(("spacy",) if installed else ()))
 
 
-def boundaries(sentences: list[str]) -> set[int]:
-    """Sentence ends inside the passage, as offsets among its non-space characters."""
-    ends, position = set(), 0
-    for sentence in sentences[:-1]:
-        position += len("".join(sentence.split()))
-        ends.add(position)
-    return ends
-
-
-def score(splitter_name: str) -> dict[str, float]:
-    split = make_sentence_splitter(splitter_name, "zh")
-    true_positives = predicted = gold_total = exact = 0
-    for gold in GOLD:
-        predicted_sentences = split("".join(gold))
-        gold_ends, predicted_ends = boundaries(gold), boundaries(predicted_sentences)
-        true_positives += len(gold_ends & predicted_ends)
-        predicted += len(predicted_ends)
-        gold_total += len(gold_ends)
-        exact += predicted_sentences == gold
-    precision = true_positives / predicted if predicted else 1.0
-    recall = true_positives / gold_total
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "exact": exact}
-
-
 def corpus_texts(pattern: str) -> list[str]:
     """The cleaned documents of the Chinese corpus, hard-wrapped lines joined."""
     params = IngestParams(
@@ -127,15 +103,6 @@ def corpus_texts(pattern: str) -> list[str]:
     ]
 
 
-def speed(splitter_name: str, texts: list[str]) -> tuple[float, float]:
-    split = make_sentence_splitter(splitter_name, "zh")
-    split("预热。一次。")
-    start = time.perf_counter()
-    sentences = sum(len(split(text)) for text in texts)
-    seconds = time.perf_counter() - start
-    return sentences / seconds, sum(len(text.encode()) for text in texts) / seconds / 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="data/raw/corpus-zh/*.txt.xz")
@@ -149,16 +116,8 @@ def main() -> None:
         f"{size:.2f} MB of {args.corpus}"
     )
     print()
-    print("| splitter | boundary precision | recall | F1 | passages exact | sentences/s | MB/s |")
-    print("|---|---|---|---|---|---|---|")
-    for name in splitters():
-        quality = score(name)
-        sentences_per_second, megabytes_per_second = speed(name, texts)
-        print(
-            f"| {name} | {quality['precision']:.3f} | {quality['recall']:.3f} | "
-            f"{quality['f1']:.3f} | {quality['exact']}/{len(GOLD)} | "
-            f"{sentences_per_second:,.0f} | {megabytes_per_second:.2f} |"
-        )
+    # the English benchmark's scorer; a passage is its gold sentences joined without a space
+    print_comparison(splitters(), "zh", GOLD, "", texts)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ Speed: sentences per second and MB per second on cleaned documents of the real c
 deterministic sample of up to --sample-mb MB), in this process, one core.
 
 Run: python benchmarks/bench_sentence_splitters.py [--corpus 'data/raw/corpus/*.txt.xz']
+
+`score`, `speed` and `print_comparison` are also the Chinese benchmark's
+(benchmarks/bench_chinese_splitters.py): one scorer for both languages.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import hashlib
 import platform
 import time
+from collections.abc import Callable, Sequence
 from datetime import date
 
 from bertforge.ingest.cleaning import clean_text
@@ -27,6 +31,8 @@ from bertforge.ingest.sentences import make_sentence_splitter
 from bertforge.ingest.sources import resolve_sources
 
 SPLITTERS = ("sentencex", "spacy")
+WARM_UP = {"en": "Warm up. Once.", "zh": "预热。一次。"}  # a first call, outside the timing
+Splitter = Callable[[str], list[str]]
 
 GOLD: list[list[str]] = [
     ["Mr. Smith went to Washington.", "He met Mrs. Jones there."],
@@ -93,16 +99,17 @@ def boundaries(sentences: list[str]) -> set[int]:
     return ends
 
 
-def score(splitter_name: str) -> dict[str, float]:
-    split = make_sentence_splitter(splitter_name, "en")
+def score(split: Splitter, gold: list[list[str]], joiner: str) -> dict[str, float]:
+    """Boundary precision, recall and F1 pooled over the `gold` passages (each its sentences
+    joined by `joiner`), and the passages split exactly as the gold."""
     true_positives = predicted = gold_total = exact = 0
-    for gold in GOLD:
-        predicted_sentences = split(" ".join(gold))
-        gold_ends, predicted_ends = boundaries(gold), boundaries(predicted_sentences)
+    for sentences in gold:
+        predicted_sentences = split(joiner.join(sentences))
+        gold_ends, predicted_ends = boundaries(sentences), boundaries(predicted_sentences)
         true_positives += len(gold_ends & predicted_ends)
         predicted += len(predicted_ends)
         gold_total += len(gold_ends)
-        exact += predicted_sentences == gold
+        exact += predicted_sentences == sentences
     precision = true_positives / predicted if predicted else 1.0
     recall = true_positives / gold_total
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -135,13 +142,31 @@ def corpus_sample(pattern: str, sample_mb: float) -> list[str]:
     return texts
 
 
-def speed(splitter_name: str, texts: list[str]) -> tuple[float, float]:
-    split = make_sentence_splitter(splitter_name, "en")
-    split("Warm up. Once.")
+def speed(split: Splitter, texts: list[str], warm_up: str) -> tuple[float, float]:
+    """Sentences per second and MB per second of `split` over `texts`, after one warm-up call."""
+    split(warm_up)
     start = time.perf_counter()
     sentences = sum(len(split(text)) for text in texts)
     seconds = time.perf_counter() - start
     return sentences / seconds, sum(len(text.encode()) for text in texts) / seconds / 1e6
+
+
+def print_comparison(
+    names: Sequence[str], language: str, gold: list[list[str]], joiner: str, texts: list[str]
+) -> None:
+    """The table of quality on `gold` and speed on `texts`, one row per splitter of `names`."""
+    print("| splitter | boundary precision | recall | F1 | passages exact | sentences/s | MB/s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        quality = score(make_sentence_splitter(name, language), gold, joiner)
+        sentences_per_second, megabytes_per_second = speed(
+            make_sentence_splitter(name, language), texts, WARM_UP[language]
+        )
+        print(
+            f"| {name} | {quality['precision']:.3f} | {quality['recall']:.3f} | "
+            f"{quality['f1']:.3f} | {quality['exact']}/{len(gold)} | "
+            f"{sentences_per_second:,.0f} | {megabytes_per_second:.2f} |"
+        )
 
 
 def main() -> None:
@@ -158,16 +183,7 @@ def main() -> None:
         f"documents, {sample_mb:.2f} MB of {args.corpus}"
     )
     print()
-    print("| splitter | boundary precision | recall | F1 | passages exact | sentences/s | MB/s |")
-    print("|---|---|---|---|---|---|---|")
-    for name in SPLITTERS:
-        quality = score(name)
-        sentences_per_second, megabytes_per_second = speed(name, texts)
-        print(
-            f"| {name} | {quality['precision']:.3f} | {quality['recall']:.3f} | "
-            f"{quality['f1']:.3f} | {quality['exact']}/{len(GOLD)} | "
-            f"{sentences_per_second:,.0f} | {megabytes_per_second:.2f} |"
-        )
+    print_comparison(SPLITTERS, "en", GOLD, " ", texts)
 
 
 if __name__ == "__main__":
