@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -505,6 +504,8 @@ TOKENIZER_FILES = (
 def empty_store(base_temp: Path) -> Path:
     """An MLflow sqlite store with its tables created, once per test session (migrations
     take seconds); tests copy it."""
+    import mlflow  # here, not at the top: the GPU machine's tests import this module without it
+
     directory = base_temp / "mlflow-template"
     directory.mkdir()
     path = directory / "mlflow.db"
@@ -517,6 +518,8 @@ def fresh_store(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
     """A copy of the empty store for this test alone, set as MLFLOW_TRACKING_URI."""
+    import mlflow
+
     path = tmp_path / "store" / "mlflow.db"
     path.parent.mkdir()
     shutil.copy(empty_store(tmp_path_factory.getbasetemp()), path)
@@ -607,6 +610,8 @@ def build_register_project(
 def tag_pretrain_run(export: Path, tracking_uri: str | None = None) -> str:
     """A finished run named pretrain, tagged with `export`'s weights sha256 as the pretrain
     stage tags its run (how finetune and register find it); its id."""
+    import mlflow
+
     from bertforge.io import sha256_file
     from bertforge.tracking import EXPERIMENT_NAME, PRETRAINED_WEIGHTS_TAG, artifact_location
 
@@ -642,6 +647,8 @@ def eval_summary(mean: float, std: float = 0.01, metric: str = "accuracy") -> Ev
 
 def add_version(name: str, summary: EvalSummary | None, tags: dict | None = None) -> str:
     """A registered version with tags only (no model files): for promotion and CLI tests."""
+    import mlflow
+
     client = mlflow.MlflowClient()
     with contextlib.suppress(mlflow.exceptions.MlflowException):
         client.create_registered_model(name)
