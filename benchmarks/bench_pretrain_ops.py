@@ -1,13 +1,26 @@
-"""Does skipping DeepSpeed's shared-memory op (deepspeed_shm_comm) cost CPU training speed?
+"""The pretrain stage's CPU speed, variant against variant: DeepSpeed's shared-memory op, or
+(`--unpad`) padded against unpadded batches.
 
-Runs the pretrain stage on the test fixture project (hidden size 32, 2 layers) with 2 processes,
-`--repeats` times per variant, alternating: with the op skipped (bertforge's default, nothing
-compiled); with it built and loaded as DeepSpeed does by default (compiled on the first run,
-~45 s, which is not timed: a warm-up run builds it); and skipped again with the same start-up
-hook that the loaded variant needs (a control for the hook's own cost). Prints each run's wall
-time and the training loop's tokens/s (metrics/pretrain.json), then their medians.
+Every run is the stage itself (stages/pretrain.py, 2 processes over gloo) in a temporary
+project; the variants alternate, `--repeats` times each, so machine noise hits them alike; each
+run's stage wall time and its training loop's speed are printed, then their medians.
 
-    .venv/bin/python benchmarks/bench_pretrain_ops.py [--steps 200] [--repeats 2]
+Default — does skipping DeepSpeed's shared-memory op (deepspeed_shm_comm) cost CPU training
+speed? On the test fixture project (hidden size 32, 2 layers): with the op skipped
+(bertforge's default, nothing compiled); with it built and loaded as DeepSpeed does by default
+(compiled on the first run, ~45 s, which is not timed: a warm-up run builds it); and skipped
+again with the same start-up hook that the loaded variant needs (a control for the hook's own
+cost).
+
+`--unpad` — does `pretrain.unpad: true` slow the default pipeline on CPU? The default pipeline's
+pretraining (params.yaml's `pretrain` section: its model, 2 processes, batch 32, length buckets)
+on the real examples (data/examples, data/tokenizer: run `dvc pull` or the pipeline first),
+`--steps` steps per run, with `unpad` false and true (after a 2-step warm-up run, not counted).
+Training speed is the loop's real tokens/s (metrics/pretrain.json: padding not counted, start-up
+and the final evaluation not included) and its seconds per step.
+
+    .venv/bin/python benchmarks/bench_pretrain_ops.py [--steps 200] [--repeats 3]
+    .venv/bin/python benchmarks/bench_pretrain_ops.py --unpad [--steps 200] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -15,12 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,18 +48,20 @@ HOOKS = {  # run at interpreter start in every process of the job (sitecustomize
     "loaded": "import bertforge.pretrain.ops as ops; ops.UNUSED_OPS = ()\n",
     "skipped, same hook": "import bertforge.pretrain.ops as ops\n",
 }
+UNPAD_VARIANTS = {"padded": {"unpad": False}, "unpadded": {"unpad": True}}
 
 
-def run(project: Path, variant: str, store: Path) -> tuple[float, float]:
+def run(project: Path, store: Path, hook: str | None = None) -> tuple[float, dict[str, Any], str]:
+    """One stage run in `project`: its wall seconds, metrics/pretrain.json's `train`, its log."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
-    if variant in HOOKS:
-        hook = project / "hook"
-        hook.mkdir(exist_ok=True)
-        (hook / "sitecustomize.py").write_text(HOOKS[variant], encoding="utf-8")
-        env["PYTHONPATH"] = str(hook)
+    if hook is not None:
+        folder = project / "hook"
+        folder.mkdir(exist_ok=True)
+        (folder / "sitecustomize.py").write_text(hook, encoding="utf-8")
+        env["PYTHONPATH"] = str(folder)
     for stale in ("data/pretrained", "metrics"):
-        subprocess.run(["rm", "-rf", str(project / stale)], check=True)
+        shutil.rmtree(project / stale, ignore_errors=True)
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages/pretrain.py")],
@@ -54,41 +73,106 @@ def run(project: Path, variant: str, store: Path) -> tuple[float, float]:
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
-    built = "deepspeed_shm_comm_op built" in result.stdout + result.stderr
-    if built != (variant == "loaded"):
-        raise SystemExit(f"{variant}: the shm op was {'' if built else 'not '}loaded")
     metrics = json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
-    return wall, metrics["train"].get("tokens_per_s", float("nan"))
+    return wall, metrics["train"], result.stdout + result.stderr
+
+
+Results = dict[str, list[tuple[float, ...]]]
+"""Each variant's runs: (stage wall s, training tokens/s[, training s/step])."""
+
+
+def compare_shm_op(args: argparse.Namespace, tmp: Path) -> Results:
+    project = make_pretrain_project(
+        tmp / "project",
+        processes=2,
+        max_steps=args.steps,
+        checkpoint_every=args.steps,
+        log_every=max(1, args.steps // 10),
+    )
+    store = tmp / "mlflow.db"
+    run(project, store, HOOKS["loaded"])  # warm-up: builds the op once, creates the store
+    results: Results = {name: [] for name in ("skipped", "loaded", "skipped, same hook")}
+    for _ in range(args.repeats):
+        for name in results:
+            wall, train, log = run(project, store, HOOKS.get(name))
+            built = "deepspeed_shm_comm_op built" in log
+            if built != (name == "loaded"):
+                raise SystemExit(f"{name}: the shm op was {'' if built else 'not '}loaded")
+            results[name].append((wall, train.get("tokens_per_s", float("nan"))))
+            print(name, *results[name][-1], flush=True)
+    print(f"2 processes, {args.steps} steps, {os.cpu_count()} CPUs")
+    return results
+
+
+def default_pipeline_project(directory: Path, steps: int, overrides: dict[str, Any]) -> Path:
+    """params.yaml's pretraining for `steps` steps, reading the repository's real examples."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["pretrain"] |= {
+        "max_steps": steps,
+        "checkpoint_every": steps,  # one checkpoint, at the end
+        "log_every": max(1, steps // 10),
+        **overrides,
+    }
+    shutil.rmtree(directory / "data/pretrained", ignore_errors=True)
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    for name in ("examples", "tokenizer"):
+        link = directory / "data" / name
+        if not link.exists():
+            link.symlink_to(ROOT / "data" / name, target_is_directory=True)
+    (directory / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return directory
+
+
+def compare_unpad(args: argparse.Namespace, tmp: Path) -> Results:
+    if not (ROOT / "data/examples/meta.json").is_file():
+        raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
+    store = tmp / "mlflow.db"
+    projects = {
+        name: default_pipeline_project(tmp / name, args.steps, overrides)
+        for name, overrides in UNPAD_VARIANTS.items()
+    }
+    run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
+    results: Results = {name: [] for name in projects}
+    for _ in range(args.repeats):
+        for name, project in projects.items():
+            wall, train, _ = run(project, store)
+            results[name].append((wall, train["tokens_per_s"], train["seconds"] / args.steps))
+            print(name, *(f"{value:.4g}" for value in results[name][-1]), flush=True)
+    pretrain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]
+    model = pretrain["model"]
+    print(
+        f"default pipeline's pretraining: {pretrain['processes']} processes, hidden "
+        f"{model['hidden_size']}, {model['num_hidden_layers']} layers, global batch "
+        f"{pretrain['global_batch_size']}, length_bucket_batches "
+        f"{pretrain['length_bucket_batches']}, unpad_attention {pretrain['unpad_attention']}; "
+        f"{args.steps} steps per run; {os.cpu_count()} CPUs; data/examples/train"
+    )
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unpad", action="store_true", help="padded against unpadded batches")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        project = make_pretrain_project(
-            Path(tmp) / "project",
-            processes=2,
-            max_steps=args.steps,
-            checkpoint_every=args.steps,
-            log_every=max(1, args.steps // 10),
-        )
-        store = Path(tmp) / "mlflow.db"
-        run(project, "loaded", store)  # warm-up: builds the op once, creates the store
-        results: dict[str, list[tuple[float, float]]] = {
-            name: [] for name in ("skipped", "loaded", "skipped, same hook")
-        }
-        for _ in range(args.repeats):
-            for name in results:
-                results[name].append(run(project, name, store))
-                print(name, *results[name][-1], flush=True)
-    print(f"2 processes, {args.steps} steps, {os.cpu_count()} CPUs")
-    print("| shm op | stage wall s (median) | tokens/s (median) |")
-    print("|---|---:|---:|")
+        results = (compare_unpad if args.unpad else compare_shm_op)(args, Path(tmp))
+    columns = ["stage wall s", "tokens/s (training loop)"]
+    if args.unpad:
+        columns.append("s/step (training loop)")
+    first = "batches" if args.unpad else "shm op"
+    print(f"| {first} | " + " | ".join(f"{column}, median" for column in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
     for name, rows in results.items():
-        walls, speeds = zip(*rows, strict=True)
-        print(f"| {name} | {statistics.median(walls):.1f} | {statistics.median(speeds):.0f} |")
+        medians = [statistics.median(values) for values in zip(*rows, strict=True)]
+        formats = [".1f", ".0f", ".4f"]
+        cells = " | ".join(f"{value:{spec}}" for value, spec in zip(medians, formats, strict=False))
+        print(f"| {name} | {cells} |")
+    if args.unpad:
+        padded = statistics.median(row[1] for row in results["padded"])
+        unpadded = statistics.median(row[1] for row in results["unpadded"])
+        print(f"unpadded / padded, training tokens/s (medians): {unpadded / padded:.3f}x")
 
 
 if __name__ == "__main__":
