@@ -11,7 +11,9 @@ attribution lines, the poem titles and authors, headings, code and tables.
 It also builds the Chinese fine-tuning task data/raw/tasks-zh/quotesource/ from the quotations in
 `chinese` that the package's curators attributed to a book (`    --《论语》`): which of the five
 sources with 50 quotations or more a quotation comes from (`build_task`, `TASK_CARD`). The
-attributions are never in the corpus; most quotations are (the card counts them per split).
+attributions are never in the corpus, and neither are the task's dev and test quotations: the
+corpus drops every document that holds one (`held_out_keys`, `holds_held_out`); training
+quotations stay in it (the card counts the overlap per split).
 
 The build is byte-identical for the same package version, liblzma and scikit-learn (the card's
 baselines): the files are read in a fixed order, splits and row orders come from SHA-256 hashes,
@@ -30,6 +32,7 @@ import json
 import lzma
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from bertforge.constants import TASK_SPLITS
@@ -52,6 +55,7 @@ DROPPED_LINE = re.compile(
     r"|[\u2500-\u257f]"  # box drawing: tables
     r"|^\s*(题目|作者)\s*[:：]"  # poem title and author lines
     r"|^\s*《[^》]*》\s*$"  # a title alone on its line
+    r"|^\s?--\s"  # an attribution line with one space of indent or none ("-- 论语，为政篇")
 )
 
 
@@ -81,20 +85,26 @@ def fortune_document(fortune: str) -> str | None:
     return text
 
 
-def build_file(source: Path) -> tuple[str, int, int]:
-    """The corpus text of one fortune file, its documents and the fortunes dropped."""
+def build_file(source: Path, held_out: frozenset[str]) -> tuple[str, int, int, int]:
+    """The corpus text of one fortune file, its documents, the fortunes dropped, and those of
+    them dropped for holding a held-out task quotation (`holds_held_out`)."""
     documents: list[str] = []
     seen: set[str] = set()
-    dropped = 0
+    dropped = dropped_held_out = 0
+    holds = holds_held_out(held_out)
     for fortune in SEPARATOR.split(source.read_text(encoding="utf-8")):
         document = fortune_document(fortune)
         # drop fortunes with too little Chinese, and repeats of an earlier one
         if document is None or document in seen:
             dropped += fortune.strip() != ""
             continue
+        # a dev or test quotation of the task is never pretraining text, whole or in part
+        if holds(quotation_key(document)):
+            dropped, dropped_held_out = dropped + 1, dropped_held_out + 1
+            continue
         seen.add(document)
         documents.append(document)
-    return "\n\n".join(documents) + "\n", len(documents), dropped
+    return "\n\n".join(documents) + "\n", len(documents), dropped, dropped_held_out
 
 
 def write_xz(path: Path, text: str) -> None:
@@ -106,12 +116,15 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build(fortunes: Path, out: Path) -> list[dict[str, object]]:
-    """Write `<name>.txt.xz` for every fortune file into `out`; returns one summary row each."""
+def build(
+    fortunes: Path, out: Path, held_out: frozenset[str] = frozenset()
+) -> list[dict[str, object]]:
+    """Write `<name>.txt.xz` for every fortune file into `out`, without the documents that hold
+    a quotation key of `held_out` (`held_out_keys`); returns one summary row each."""
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
     for source_name, name in SOURCES.items():
-        text, documents, dropped = build_file(fortunes / source_name)
+        text, documents, dropped, dropped_held_out = build_file(fortunes / source_name, held_out)
         path = out / f"{name}.txt.xz"
         write_xz(path, text)
         rows.append(
@@ -120,6 +133,7 @@ def build(fortunes: Path, out: Path) -> list[dict[str, object]]:
                 "source": source_name,
                 "documents": documents,
                 "dropped": dropped,
+                "dropped_held_out": dropped_held_out,
                 "characters": len(text),
                 "ideographs": len(IDEOGRAPH.findall(text)),
                 "xz_bytes": path.stat().st_size,
@@ -223,6 +237,28 @@ def task_examples(source: Path, min_class_size: int) -> tuple[list[tuple[str, st
     return [(LABELS[title], text) for title, text in kept if title not in small], dropped
 
 
+def held_out_keys(fortunes: Path, min_class_size: int = MIN_CLASS_SIZE) -> frozenset[str]:
+    """The quotation keys of the task's dev and test splits: text the corpus must not hold."""
+    examples, _ = task_examples(fortunes / TASK_SOURCE, min_class_size)
+    keys = (quotation_key(text) for _, text in examples)
+    return frozenset(key for key in keys if split_of(key) != "train")
+
+
+def holds_held_out(held_out: frozenset[str]) -> Callable[[str], bool]:
+    """Whether a document's key holds a held-out quotation key whole, or shares `SHARED_RUN`
+    characters in a row with one (a quotation that long is held whole only if a run is)."""
+    short = [key for key in sorted(held_out) if len(key) < SHARED_RUN]
+    runs = {key[i : i + SHARED_RUN] for key in held_out for i in range(len(key) - SHARED_RUN + 1)}
+
+    def holds(document_key: str) -> bool:
+        if any(key in document_key for key in short):
+            return True
+        starts = range(len(document_key) - SHARED_RUN + 1)
+        return any(document_key[i : i + SHARED_RUN] in runs for i in starts)
+
+    return holds
+
+
 def corpus_keys(corpus: Path) -> str:
     """Every corpus-zh document as a quotation key, one a line (for the overlap count)."""
     documents = []
@@ -318,7 +354,7 @@ TASK_CARD = {
 
 
 def task_card(
-    rows: dict[str, list[dict[str, str]]], dropped: Counter, corpus: str, out: Path
+    rows: dict[str, list[dict[str, str]]], dropped: Counter, overlap: dict, out: Path
 ) -> dict[str, object]:
     """card.json of the task: sizes, balance, overlap with the corpus and the baselines."""
     texts = [row["sentence"] for split_rows in rows.values() for row in split_rows]
@@ -364,7 +400,7 @@ def task_card(
             if key.startswith("source:")
         },
         # the text (not its attribution) in a document of data/raw/corpus-zh, whole or in part
-        "texts_in_pretraining_corpus": pretraining_overlap(rows, corpus),
+        "texts_in_pretraining_corpus": overlap,
         "baselines": task_baselines(out),
         "baseline_protocol": (
             "the evaluate stage's (src/bertforge/evaluate/baselines.py): trained on train, "
@@ -411,12 +447,13 @@ def render_task_card(card: dict) -> str:
         "",
         "## Overlap with pretraining",
         "",
-        "**Most texts of this task are also in the Chinese pretraining corpus**: the corpus "
+        "**No dev or test quotation is in the Chinese pretraining corpus**: the corpus "
         "(data/raw/corpus-zh/fortunes.txt.xz) is built from the same fortunes without their "
-        "attribution lines, so pretraining sees most quotations but never their labels. A "
-        "pretrained model has done masked-LM on most test texts; part of any gain over scratch "
-        "may be that (a few of them fall in the ingest stage's held-out documents, unseen). "
-        "The others are mostly quotations of fewer than 10 ideographs, which it leaves out.",
+        "attribution lines, and its build drops every document that holds a dev or test "
+        "quotation whole or shares "
+        f"{SHARED_RUN} characters in a row with one. Training quotations stay in it (never with "
+        "their labels), as do other passages of the same books, so pretraining has seen each "
+        "source's style but not the texts a model is scored on.",
         "",
         f"| split | texts | whole text in a corpus document | {SHARED_RUN}+ characters in a row "
         "shared with one |",
@@ -452,11 +489,16 @@ def build_task(
     fortunes: Path, corpus: Path, out: Path, min_class_size: int = MIN_CLASS_SIZE
 ) -> dict[str, object]:
     """Write tasks-zh/<TASK>/{train,dev,test}.jsonl, card.json and card.md into `out`; the
-    overlap is counted against the corpus files already written in `corpus`."""
+    overlap is counted against the corpus files already written in `corpus`, which must hold
+    no dev or test quotation (`build` with `held_out_keys`)."""
     examples, dropped = task_examples(fortunes / TASK_SOURCE, min_class_size)
     task_dir = out / TASK
     rows = write_task_splits(examples, task_dir)
-    card = task_card(rows, dropped, corpus_keys(corpus), task_dir)
+    overlap = pretraining_overlap(rows, corpus_keys(corpus))
+    # a dev/test quotation in pretraining would make a pretrained model's score partly recall
+    if any(counts[split] for counts in overlap.values() for split in ("dev", "test")):
+        raise BertforgeError(f"{corpus}: holds dev/test quotations of {TASK}: {overlap}")
+    card = task_card(rows, dropped, overlap, task_dir)
     (task_dir / "card.json").write_text(
         json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -471,11 +513,16 @@ def main() -> None:
     parser.add_argument("--tasks-out", type=Path, default=Path("data/raw/tasks-zh"))
     args = parser.parse_args()
     print(f"fortunes-zh {PACKAGE_VERSION} expected; files from {args.fortunes}")
-    print("| file | fortune file | documents | dropped | characters | ideographs | xz | sha256 |")
+    held_out = held_out_keys(args.fortunes)
+    print(
+        "| file | fortune file | documents | dropped (of them: dev/test text) | characters | "
+        "ideographs | xz | sha256 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    for row in build(args.fortunes, args.out):
+    for row in build(args.fortunes, args.out, held_out):
         print(
-            f"| {row['file']} | {row['source']} | {row['documents']} | {row['dropped']} | "
+            f"| {row['file']} | {row['source']} | {row['documents']} | {row['dropped']} "
+            f"({row['dropped_held_out']}) | "
             f"{row['characters']:,} | {row['ideographs']:,} | {row['xz_bytes']:,} B | "
             f"{str(row['sha256'])[:16]} |"
         )

@@ -109,8 +109,8 @@ def test_a_rebuild_is_byte_identical_and_splits_by_the_quotation(tmp_path: Path)
     package = synthetic_package(tmp_path / "fortunes", per_source=40)
     outputs = []
     for name in ("first", "second"):
-        builder.build(package, tmp_path / name / "corpus-zh")
         corpus, tasks = tmp_path / name / "corpus-zh", tmp_path / name / "tasks-zh"
+        builder.build(package, corpus, builder.held_out_keys(package, min_class_size=40))
         builder.build_task(package, corpus, tasks, min_class_size=40)
         outputs.append(tmp_path / name / "tasks-zh" / builder.TASK)
     files = sorted(path.name for path in outputs[0].iterdir())
@@ -122,8 +122,19 @@ def test_a_rebuild_is_byte_identical_and_splits_by_the_quotation(tmp_path: Path)
             assert builder.split_of(builder.quotation_key(row["sentence"])) == split
     card = json.loads((outputs[0] / "card.json").read_text(encoding="utf-8"))
     assert sum(card["split_sizes"].values()) == 200
-    # every made-up quotation has 12 ideographs: all are corpus documents too
-    assert card["texts_in_pretraining_corpus"]["whole_text"] == card["split_sizes"]
+    # every made-up quotation has 12 ideographs: the training ones are corpus documents too,
+    # the dev and test ones are not
+    sizes = card["split_sizes"]
+    assert card["texts_in_pretraining_corpus"]["whole_text"] == sizes | {"dev": 0, "test": 0}
+
+
+def test_a_corpus_holding_a_dev_or_test_quotation_is_refused(tmp_path: Path) -> None:
+    package = synthetic_package(tmp_path / "fortunes", per_source=40)
+    corpus, tasks = tmp_path / "corpus-zh", tmp_path / "tasks-zh"
+    builder.build(package, corpus)  # without the held-out keys: every quotation is in it
+    with pytest.raises(BertforgeError, match=r"corpus-zh: holds dev/test quotations of quotes"):
+        builder.build_task(package, corpus, tasks, min_class_size=40)
+    assert not (tasks / builder.TASK / "card.json").exists()
 
 
 def test_a_task_without_a_class_or_with_a_split_missing_one_is_refused(tmp_path: Path) -> None:
@@ -160,13 +171,17 @@ def test_the_committed_task_has_five_sources_a_thousand_training_quotations_and_
         assert len({builder.quotation_key(row["sentence"]) for row in rows}) == len(rows)
 
 
-def test_the_card_counts_the_overlap_with_the_committed_corpus_honestly(
+def test_no_dev_or_test_quotation_is_in_the_committed_corpus_and_the_card_says_so(
     committed: dict[str, list[dict[str, str]]],
 ) -> None:
     card = json.loads((TASK_DIR / "card.json").read_text(encoding="utf-8"))
     corpus = builder.corpus_keys(REPO_ROOT / "data/raw/corpus-zh")
     overlap = builder.pretraining_overlap(committed, corpus)
     assert card["texts_in_pretraining_corpus"] == overlap
+    # no dev/test text whole nor 10 characters of one in a row; training texts may be there
+    for counts in overlap.values():
+        assert counts["dev"] == counts["test"] == 0, overlap
+    assert overlap["whole_text"]["train"] > 0
     test_inside = overlap["whole_text"]["test"]
     card_md = (TASK_DIR / "card.md").read_text(encoding="utf-8")
     assert f"| test | {len(committed['test'])} | {test_inside} |" in card_md
