@@ -154,10 +154,19 @@ def speed(split: Splitter, texts: list[str], warm_up: str) -> tuple[float, float
 def print_comparison(
     names: Sequence[str], language: str, gold: list[list[str]], joiner: str, texts: list[str]
 ) -> None:
-    """The table of quality on `gold` and speed on `texts`, one row per splitter of `names`."""
+    """The table of quality on `gold` and speed on `texts`, one row per splitter of `names`
+    (one line before it for each optional splitter skipped because it is not installed)."""
+    available = []
+    for name in names:
+        try:
+            make_sentence_splitter(name, language)
+        except ModuleNotFoundError as error:  # an optional splitter, e.g. spacy (`bench` extra)
+            print(f"skipped {name}: {error.name} is not installed (pip install 'bertforge[bench]')")
+            continue
+        available.append(name)
     print("| splitter | boundary precision | recall | F1 | passages exact | sentences/s | MB/s |")
     print("|---|---|---|---|---|---|---|")
-    for name in names:
+    for name in available:
         quality = score(make_sentence_splitter(name, language), gold, joiner)
         sentences_per_second, megabytes_per_second = speed(
             make_sentence_splitter(name, language), texts, WARM_UP[language]
