@@ -45,7 +45,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_repro import copy_tracked_project  # noqa: E402  (the same copy bench_repro times)
+from bench_repro import copy_project  # noqa: E402  (the same copy bench_repro times)
 
 GENERAL_SOURCES = ("gcide", "devil", "jargon")
 DOMAIN_SOURCES = ("bible-kjv",)
@@ -123,6 +123,7 @@ def pretrain_variant(project: Path, variant: dict[str, bool], args: argparse.Nam
         "vocab_size": vocab["vocab_size"],
         "added_pieces": vocab.get("added_pieces", 0),
         "mlm_accuracy": pretrain["heldout"]["mlm_accuracy"],
+        "masked_tokens": pretrain["heldout"]["masked_tokens"],
         "mlm_loss": pretrain["heldout"]["mlm_loss"],
         "pretrain_seconds": pretrain["train"]["seconds"],
     }
@@ -134,6 +135,8 @@ def pretrain_variant(project: Path, variant: dict[str, bool], args: argparse.Nam
         evaluation = json.loads((project / "metrics/eval.json").read_text())
         split = evaluation["headline_split"]
         row["downstream_average"] = evaluation["average"][split]["pretrained"]["mean"]
+        row["downstream_seed_std"] = evaluation["average"][split]["pretrained"]["std"]
+        row["downstream_standard_error"] = evaluation["average"]["standard_error"]["pretrained"]
         row["downstream_split"] = split
     row["seconds"] = seconds
     return row
@@ -175,9 +178,15 @@ def table(result: dict[str, Any], args: argparse.Namespace) -> str:
         vocabulary = f"{row['vocab_size']:,}" + (
             f" (+{row['added_pieces']})" if row["added_pieces"] else ""
         )
-        line = f"| {name} | {vocabulary} | {row['mlm_accuracy']:.4f} | {row['mlm_loss']:.3f} |"
+        # binomial standard error of an accuracy over the held-out masked tokens
+        accuracy, masked = row["mlm_accuracy"], row["masked_tokens"]
+        error = (accuracy * (1 - accuracy) / masked) ** 0.5
+        line = f"| {name} | {vocabulary} | {accuracy:.4f} ± {error:.4f} | {row['mlm_loss']:.3f} |"
         if downstream:
-            line += f" {row['downstream_average']:.4f} |"
+            line += (
+                f" {row['downstream_average']:.4f} ± {row['downstream_standard_error']:.4f}"
+                f" (seed std {row['downstream_seed_std']:.4f}) |"
+            )
         lines.append(line)
     cores = os.cpu_count()
     lines += [
@@ -212,7 +221,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-continued-"))
     project = workdir / "project"
     project.mkdir(parents=True)
-    copy_tracked_project(project)
+    copy_project(project)
     start = time.perf_counter()
     try:
         result = benchmark(project, args)

@@ -1,7 +1,7 @@
 """Wall time of `dvc repro [target]` on the embedded default, per stage and in all.
 
 Usage:
-    python benchmarks/bench_repro.py             # the whole pipeline, in a temp git copy
+    python benchmarks/bench_repro.py             # the whole pipeline, in a fresh temp copy
     python benchmarks/bench_repro.py vocab       # ingest + vocab only (target: < 2 minutes)
     python benchmarks/bench_repro.py --in-place --force  # in this checkout, every stage run
                                                          # (writes data/, metrics/, dvc.lock)
@@ -9,8 +9,10 @@ Usage:
 Each stage's time runs from DVC's "Running stage" line to the next one (or to the end), so it
 includes the stage's interpreter start-up and DVC's hashing of its outputs. Prints a table with
 the machine, the date and the load average before and after; compare wall times only from a
-quiet machine. Targets (issues): ingest + vocab < 2 min, pretrain <= 8 min, finetune + evaluate
-<= 6 min, the whole `make repro` <= 15 min on 2 CPU cores.
+quiet machine. The temp copy is what a fresh clone holds (`tests.support.copy_project`,
+dvc.lock included): every stage runs, since none of their outputs is in its DVC cache; when
+`dvc repro` fails, its last lines are printed. Targets (issues): ingest + vocab < 2 min,
+pretrain <= 8 min, finetune + evaluate <= 6 min, the whole `make repro` <= 15 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,34 +21,21 @@ import argparse
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import copy_project  # noqa: E402  (a fresh clone's files, as a git repo)
+
 RUNNING = re.compile(r"Running stage '([^']+)'")
-
-
-def copy_tracked_project(destination: Path) -> None:
-    """The checkout's tracked and untracked-but-not-ignored files, as a fresh git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        if (ROOT / name).is_file() and name != "dvc.lock":
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, destination / name)
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-    subprocess.run([*git, "init", "-q"], cwd=destination, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=destination, check=True)
-    subprocess.run([*git, "commit", "-qm", "bench"], cwd=destination, check=True)
+TAIL_LINES = 40  # of DVC's output, shown when it fails
 
 
 def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dict[str, float]:
@@ -54,6 +43,7 @@ def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dic
     times: dict[str, float] = {}
     start = current_start = time.perf_counter()
     current = None
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
         ["dvc", "repro", *arguments],
         cwd=project,
@@ -65,6 +55,7 @@ def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dic
     ) as process:
         assert process.stdout is not None
         for line in process.stdout:
+            tail.append(line)
             found = RUNNING.search(line)
             if found:
                 now = time.perf_counter()
@@ -74,7 +65,8 @@ def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dic
                 print(f"[{now - start:7.1f} s] {current}", file=sys.stderr, flush=True)
     end = time.perf_counter()
     if process.returncode != 0:
-        sys.exit(f"dvc repro failed with exit code {process.returncode}")
+        print("".join(tail), end="", file=sys.stderr)  # DVC's own account of the failure
+        sys.exit(f"dvc repro failed with exit code {process.returncode} (its last lines above)")
     if current is not None:
         times[current] = end - current_start
     times["total"] = end - start
@@ -95,7 +87,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory() as temp:
             project = Path(temp) / "project"
-            copy_tracked_project(project)
+            copy_project(project)
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(temp) / 'mlflow.db'}"
             times = timed_repro(project, arguments, env)
     print(

@@ -3,8 +3,8 @@
 
 Used by benchmarks/ablate_pretrain.py, benchmarks/budget_curve.py and
 benchmarks/finetune_grid.py. Every run happens in a temp git copy of this checkout (tracked and
-untracked-but-not-ignored files, no dvc.lock), never in the checkout itself; DVC's run cache in
-the copy restores a stage whose inputs and params were seen before, so variants that share
+untracked-but-not-ignored files, as a fresh clone), never in the checkout itself; DVC's run
+cache in the copy restores a stage whose inputs and params were seen before, so variants that share
 examples or a pretrained model do not recompute them.
 
 `--smoke` (every script) shrinks the pipeline to minutes: one small corpus file, a 2,000-piece
@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_repro import copy_tracked_project  # noqa: E402
+from bench_repro import copy_project  # noqa: E402  (tests.support's, as bench_repro uses it)
 
 # The smoke pipeline: every stage runs, on a sliver of the data (see the module docstring).
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -62,7 +62,7 @@ def project_copy(keep: bool = False) -> Iterator[Path]:
     """A temp git copy of this checkout (removed afterwards unless `keep`)."""
     directory = Path(tempfile.mkdtemp(prefix="bertforge-bench-"))
     try:
-        copy_tracked_project(directory)
+        copy_project(directory)
         print(f"project copy: {directory}", file=sys.stderr, flush=True)
         yield directory
     finally:
