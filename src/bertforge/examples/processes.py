@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from bertforge.constants import EXAMPLE_SPLITS
+from bertforge.errors import BertforgeError
 from bertforge.examples.masking import MaskingRule
 from bertforge.examples.meta import examples_meta
 from bertforge.examples.metrics import instance_statistics
@@ -188,19 +189,66 @@ def _claim_unit(shared: Any) -> int:
         return shared[0] - 1
 
 
+@dataclass
+class Helper:
+    """A forked process making its share of the units; the result comes back through a pipe.
+
+    A helper that dies without sending it (killed, say by the out-of-memory killer) closes the
+    pipe, so waiting for its result ends there too: `result` says so in one line, where a
+    `multiprocessing.Pool` would wait forever for the task its dead worker had taken.
+    """
+
+    process: Any  # a forked multiprocessing.Process
+    results: Any  # the receiving end of its pipe
+
+    def result(self) -> dict[str, Counter[str]]:
+        """The helper's counts (its error re-raised here); an error if it died without them."""
+        try:
+            outcome, value = self.results.recv()
+        except EOFError:
+            self.process.join(timeout=10)
+            code = self.process.exitcode
+            how = f"was killed by signal {-code}" if code and code < 0 else f"exited ({code})"
+            raise BertforgeError(
+                f"examples: helper process {self.process.pid} {how} before finishing its share "
+                "of the units (out of memory?); lower examples.num_proc or free memory"
+            ) from None
+        if outcome == "failed":
+            raise value
+        return value
+
+
 @contextmanager
-def helper_pool(settings: UnitSettings, shared: Any, helpers: int) -> Iterator[Any]:
-    """`helpers` started worker processes besides this one (None for none)."""
-    if helpers == 0:
-        yield None
-        return
-    pool = multiprocessing.Pool(helpers, initializer=start_worker, initargs=(settings, shared))
+def helper_processes(
+    share: Callable[[], dict[str, Counter[str]]], helpers: int
+) -> Iterator[list[Helper]]:
+    """`helpers` forked processes besides this one, each running `share` once (they inherit
+    this process's started worker); any still running at the end are stopped."""
+    context = multiprocessing.get_context("fork")
+    started: list[Helper] = []
     try:
-        yield pool
-        pool.close()
+        for _ in range(helpers):
+            results, sender = context.Pipe(duplex=False)
+            process = context.Process(target=_send_share, args=(share, sender), daemon=True)
+            process.start()
+            sender.close()  # the helper holds the only sending end: its death closes the pipe
+            started.append(Helper(process, results))
+        yield started
     finally:
-        pool.terminate()
-        pool.join()
+        for helper in started:
+            if helper.process.is_alive():
+                helper.process.terminate()
+            helper.process.join()
+
+
+def _send_share(share: Callable[[], dict[str, Counter[str]]], sender: Any) -> None:
+    """(in a helper) Run `share` and send back its counts, or the error it raised."""
+    try:
+        sender.send(("done", share()))
+    except BaseException as error:
+        sender.send(("failed", error))
+    finally:
+        sender.close()
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from bertforge.examples.metrics import split_metrics
 from bertforge.examples.params import ExamplesParams
 from bertforge.examples.processes import (
     UnitSettings,
-    helper_pool,
+    helper_processes,
     lean_processes,
     process_share,
     start_worker,
@@ -74,15 +74,14 @@ def write_examples(
     with (
         progress_bar,
         lean_processes(),
-        helper_pool(settings, shared, params.num_proc - 1) as pool,
+        helper_processes(process_share, params.num_proc - 1) as helpers,
     ):
-        shares = [pool.apply_async(process_share) for _ in range(params.num_proc - 1)]
         counts = [process_share(on_unit=show_progress)]
-        for share in shares:
-            while not share.ready():
-                share.wait(0.2)
+        for helper in helpers:
+            # each wait ends: with the helper's counts, or with the pipe its death closed
+            while not helper.results.poll(0.2):
                 show_progress()
-            counts.append(share.get())
+            counts.append(helper.result())
         show_progress()
     totals = {split: sum((share[split] for share in counts), Counter()) for split in EXAMPLE_SPLITS}
     metrics = {split: split_metrics(totals[split], params) for split in EXAMPLE_SPLITS}

@@ -1,0 +1,77 @@
+"""A worker process killed mid-work (say, by the out-of-memory killer): the stage stops instead
+of waiting forever for the work that process never finishes. examples' helpers: one line."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from bertforge.errors import BertforgeError
+from bertforge.examples import write
+from bertforge.examples.processes import process_share
+from tests.factories import make_examples, make_examples_project, small_examples_params
+
+WAIT_S = 120  # far more than the stage needs: a run still going by then is waiting forever
+
+
+def share_of_a_helper_that_gets_killed(on_unit=None):
+    """`process_share`, except that a forked helper is SIGKILLed as it starts its share."""
+    if multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return process_share(on_unit)
+
+
+def test_a_helper_killed_mid_work_is_one_line_not_an_endless_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    project = make_examples_project(tmp_path / "project")
+    monkeypatch.setattr(write, "process_share", share_of_a_helper_that_gets_killed)
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            make_examples(project, tmp_path / "examples", small_examples_params(num_proc=2))
+            outcome["error"] = None
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(WAIT_S)
+    assert "error" in outcome, f"the stage still waits after {WAIT_S} s"
+    assert isinstance(outcome["error"], BertforgeError), outcome["error"]
+    message = str(outcome["error"])
+    assert "killed by signal 9" in message and "examples.num_proc" in message, message
+
+
+def kill_this_worker(item: int) -> int:
+    """A work item whose worker process dies (SIGKILL), as under the out-of-memory killer."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return item
+
+
+def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
+    """ingest and finetune fan out through `ordered_parallel_map`: its pool notices the death."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bertforge.parallel import ordered_parallel_map
+
+    outcome: dict[str, BaseException | None] = {}
+
+    def run() -> None:
+        try:
+            list(ordered_parallel_map(kill_this_worker, range(4), 2))
+            outcome["error"] = None
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(WAIT_S)
+    assert "error" in outcome, f"still waiting after {WAIT_S} s"
+    assert isinstance(outcome["error"], BrokenProcessPool), outcome["error"]
