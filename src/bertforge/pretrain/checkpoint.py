@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from bertforge.errors import BertforgeError
-from bertforge.io import read_json, write_json_atomic
+from bertforge.io import is_disk_full, read_json, write_json_atomic
 from bertforge.params import flatten
 from bertforge.pretrain.data import BatchPlan
 from bertforge.pretrain.engine import Topology
@@ -216,10 +216,18 @@ class CheckpointStore:
             shutil.rmtree(self.directory / tag, ignore_errors=True)
         torch.distributed.barrier()
         # save: DeepSpeed's files, this rank's generators, (rank 0) the trainer state
-        engine.save_checkpoint(str(self.directory), tag=tag, save_latest=False)
-        save_rng_states(self._rng_file(tag, topology.rank))
-        if topology.is_main:
-            write_json_atomic(self.directory / tag / TRAINER_STATE, state)
+        try:
+            engine.save_checkpoint(str(self.directory), tag=tag, save_latest=False)
+            save_rng_states(self._rng_file(tag, topology.rank))
+            if topology.is_main:
+                write_json_atomic(self.directory / tag / TRAINER_STATE, state)
+        except (OSError, RuntimeError) as error:
+            if not is_disk_full(error, self.directory):  # torch says only "unexpected pos"
+                raise
+            raise BertforgeError(
+                f"disk full (no space left on device) while saving checkpoint "
+                f"{self.directory / tag}; {self.kept_runs()}"
+            ) from None
         torch.distributed.barrier()
         if topology.is_main:
             # only now that every rank has written: point `latest` at it, atomically
