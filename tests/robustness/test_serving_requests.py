@@ -1,5 +1,5 @@
 """Hostile requests to a served model (``mlflow models serve`` on 127.0.0.1, one server start,
-eleven requests): each is a 400 whose message names the field; a good request still works."""
+thirteen requests): each is a 400 whose message names the field; a good request still works."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ HOSTILE = [
     ),
     ({"dataframe_records": []}, "missing inputs ['text']"),  # MLflow's schema check
     ({"dataframe_split": {"columns": ["text"], "data": []}}, "no rows: send at least one 'text'"),
+    ({"dataframe_records": [{"text": ""}]}, "text 0 must contain exactly one [MASK]"),
+    ({"dataframe_records": [{"text": "[MASK] and [MASK]"}]}, "exactly one [MASK] (within"),
     ({"dataframe_records": [GOOD], "params": {"top_k": 0}}, "'top_k' must be between 1 and"),
     ({"dataframe_records": [GOOD], "params": {"top_k": -3}}, "'top_k' must be between 1 and"),
     ({"dataframe_records": [GOOD], "params": {"top_k": 10**6}}, "(the vocabulary size)"),
