@@ -109,7 +109,8 @@ def test_a_deepspeed_file_that_would_run_code_is_refused_naming_it(
     torch.save({"optimizer_state_dict": RunsCode(marker)}, optimizer_file)
     with pytest.raises(BertforgeError) as raised:
         store.load(engine, store.tag(1), single_process_job)
-    assert str(raised.value).startswith(f"{optimizer_file}: refused to load: it holds posix.mkdir"), str(raised.value)
+    message = str(raised.value)
+    assert message.startswith(f"{optimizer_file}: refused to load: it holds posix.mkdir"), message
     assert not marker.exists()
 
 
