@@ -9,12 +9,20 @@ mlflow (benchmarks/gpu_check.sh runs it there); on CPU, `--tiny` rehearses the s
 Prints and writes a JSON summary: each step's seconds, pretraining throughput (real tokens/s,
 MFU) and held-out MLM/NSP accuracy against the unigram baseline, and each task's test metric for
 the pretrained and the from-scratch encoder (one seed each: a smoke check of quality, not the
-report; `make repro` gives that, with seed spreads and baselines).
+report; `make repro` gives that, with seed spreads and baselines). Fine-tuning runs where
+`bertforge.finetune.train` puts it: the GPU when there is one. The summary file is rewritten
+after every step, so a run cut short by a time limit still leaves what it finished.
+
+`--compare-unpad STEPS` then pretrains the same model twice more from fresh weights, STEPS steps
+each, with `pretrain.unpad` false and true (same batches, same params otherwise): the stage's
+own throughput padded against unpadded on the real examples, and how far their losses differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -24,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +49,7 @@ from bertforge.finetune.pretrained import (  # noqa: E402
     load_export_tokenizer,
 )
 from bertforge.finetune.tasks import load_task  # noqa: E402
+from bertforge.finetune.train import DEVICE as FINETUNE_DEVICE  # noqa: E402
 from bertforge.finetune.train import train_seed  # noqa: E402
 from bertforge.ingest.params import IngestParams  # noqa: E402
 from bertforge.ingest.pipeline import ingest  # noqa: E402
@@ -78,6 +88,53 @@ def section(params: dict[str, Any], name: str, cls: type, **overrides: Any) -> A
     return parse(cls, params[name] | overrides, f"params.yaml: {name}")
 
 
+def save(summary: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def compare_unpad(params: PretrainParams, steps: int) -> dict[str, Any]:
+    """The same pretraining, `steps` steps, padded and unpadded: throughput and loss agreement."""
+    import torch
+
+    runs: dict[str, Any] = {}
+    losses = {}
+    for unpad in (False, True):
+        name = "unpadded" if unpad else "padded"
+        run_params = dataclasses.replace(
+            params,
+            unpad=unpad,
+            max_steps=steps,
+            warmup_steps=max(1, steps // 10),
+            checkpoint_every=steps,
+            log_every=10,
+        )
+        folder = Path("data/compare") / name
+        paths = PretrainPaths(
+            checkpoints=folder / "checkpoints",
+            export=folder / "model",
+            train_log=folder / "log.tsv",
+        )
+        inputs = check_pretrain_inputs(run_params, paths, 1)
+        result = pretrain(run_params, inputs, paths)
+        rows = [line.split("\t") for line in paths.train_log.read_text().splitlines()]
+        losses[name] = np.array([float(row[rows[0].index("loss")]) for row in rows[1:]])
+        runs[name] = {
+            key: result["train"][key] for key in ("tokens_per_s", "mfu", "seconds", "final_loss")
+        } | {"heldout_mlm_accuracy": result["heldout"]["mlm_accuracy"]}
+        print(f"pretrain {name}, {steps} steps: {runs[name]}", flush=True)
+        gc.collect()  # the finished run's engine, before the next one allocates
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    deviation = np.abs(losses["unpadded"] - losses["padded"]) / losses["padded"]
+    runs["unpadded_over_padded_tokens_per_s"] = (
+        runs["unpadded"]["tokens_per_s"] / runs["padded"]["tokens_per_s"]
+    )
+    runs["loss_max_relative_deviation"] = float(deviation.max())
+    runs["attention"] = params.unpad_attention
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -86,6 +143,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256, help="global batch (GPU)")
     parser.add_argument("--tasks", nargs="+", help="fine-tuning tasks (default: all)")
     parser.add_argument("--examples-out", type=Path, help="keep a copy of data/examples here")
+    parser.add_argument(
+        "--compare-unpad", type=int, default=0, metavar="STEPS", help="padded vs unpadded runs"
+    )
     args = parser.parse_args()
 
     import torch
@@ -95,6 +155,7 @@ def main() -> None:
     summary: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "finetune_device": str(FINETUNE_DEVICE),
     }
     work = Path(tempfile.mkdtemp(prefix="bertforge-gpu-"))
     shutil.copytree(REPO / "data" / "raw", work / "data" / "raw")
@@ -160,8 +221,16 @@ def main() -> None:
             "precision": pretrain_params.precision,
             "summary": result,
         }
+        save(summary, args.out)
 
-        finetune_params = section(params, "finetune", FinetuneParams, seeds=[0], processes=1)
+        finetune_overrides: dict[str, Any] = {"seeds": [0], "processes": 1}
+        if args.tiny:  # the CPU rehearsal: one short epoch per task
+            tasks = params["finetune"]["tasks"]
+            finetune_overrides["epochs"] = 1
+            finetune_overrides["tasks"] = {
+                name: spec | {"max_train_examples": 200} for name, spec in tasks.items()
+            }
+        finetune_params = section(params, "finetune", FinetuneParams, **finetune_overrides)
         model_dir = paths.export
         config = check_pretrained_export(
             model_dir, Path("data/tokenizer/vocab.txt"), finetune_params.max_seq_length
@@ -185,12 +254,17 @@ def main() -> None:
                 )
                 summary["finetune"][f"{name}/{init}"] = seed_result.metrics.get("test")
                 print(f"finetune {name} {init}: {seed_result.metrics.get('test')}", flush=True)
+                save(summary, args.out)
         summary["seconds"]["finetune"] = round(time.perf_counter() - started, 1)
+        save(summary, args.out)
+        if args.compare_unpad:
+            summary["compare_unpad"] = timed(
+                summary, "compare-unpad", compare_unpad, pretrain_params, args.compare_unpad
+            )
     finally:
         os.chdir(REPO)
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    save(summary, args.out)
     print(json.dumps(summary, indent=2, default=str))
 
 
