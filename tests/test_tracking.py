@@ -1,3 +1,4 @@
+import os
 import time
 
 import mlflow
@@ -158,3 +159,20 @@ def test_waiting_for_another_process_creating_the_store_is_bounded(tmp_path, mon
             tracking.store_creation_lock(uri),
         ):
             pass
+
+
+def test_a_git_that_hangs_costs_the_commit_tag_not_the_run(tmp_path, monkeypatch, capsys):
+    """git_state waits at most GIT_TIMEOUT_S for git and says what it gave up on."""
+    import bertforge.tracking as tracking
+
+    hanging_git = tmp_path / "bin" / "git"
+    hanging_git.parent.mkdir()
+    hanging_git.write_text("#!/bin/sh\nsleep 30\n")
+    hanging_git.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{hanging_git.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(tracking, "GIT_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    state = tracking.git_state(tmp_path)
+    assert time.monotonic() - start < 5
+    assert state == {"git_commit": "unknown", "git_dirty": "false"}
+    assert "git rev-parse HEAD gave no answer" in capsys.readouterr().out

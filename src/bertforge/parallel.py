@@ -6,7 +6,10 @@ import collections
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from bertforge.errors import BertforgeError
 
 
 def ordered_parallel_map(
@@ -16,13 +19,15 @@ def ordered_parallel_map(
     *args: Any,
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
+    param: str = "the number of processes",
 ) -> Iterator[Any]:
     """`function(item, *args)` for each item, in input order, in `num_proc` processes.
 
     Unlike `Pool.imap`, which drains its input as fast as it can and buffers results without
     limit, this keeps at most 2 × num_proc items in flight, so memory stays bounded whether the
-    reader or the workers are faster. A worker that dies raises `BrokenProcessPool` instead of
-    hanging, and workers are spawned, not forked from a parent that may run threads.
+    reader or the workers are faster. A worker that dies ends the wait at once with one line
+    (a `BertforgeError` naming `param`, the setting that chose `num_proc`) instead of hanging,
+    and workers are spawned, not forked from a parent that may run threads.
     `initializer(*initargs)` runs once in each worker (or in this process when `num_proc` is 1)
     before its first item: the place to set up state every item shares.
     """
@@ -44,6 +49,12 @@ def ordered_parallel_map(
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            # the pool notices a dead worker (SIGKILL, the out-of-memory killer) at once
+            raise BertforgeError(
+                f"one of the {num_proc} worker processes died abruptly (killed, or out of "
+                f"memory?); re-run, or lower {param}"
+            ) from None
         finally:
             for future in pending:
                 future.cancel()

@@ -48,6 +48,7 @@ EXPERIMENT_NAME = "bertforge"
 TAG_PREFIX = "bertforge."
 INPUT_TAG_PREFIX = f"{TAG_PREFIX}input."
 SYSTEM_METRICS_INTERVAL_S = 10
+GIT_TIMEOUT_S = 30  # `git rev-parse` / `git status` answer in well under a second
 STORE_LOCK_TIMEOUT_S = 300  # creating a store's tables takes seconds; minutes means it is stuck
 PROCESS_TAG = f"{TAG_PREFIX}process"
 PRETRAINED_WEIGHTS_TAG = f"{TAG_PREFIX}pretrained_weights_sha256"  # on the run that exported them
@@ -250,9 +251,15 @@ def git_state(root: Path | None = None) -> dict[str, str]:
     root = root or Path.cwd()
 
     def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False
-        )
+        # bounded: a git that hangs (a lock, a slow network file system) costs the tag, not the run
+        try:
+            result = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=False,
+                timeout=GIT_TIMEOUT_S,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as error:
+            print(f"warning: git {' '.join(args)} gave no answer ({error}); tag left unknown")
+            return ""
         return result.stdout.strip() if result.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD") or "unknown"

@@ -57,15 +57,13 @@ def kill_this_worker(item: int) -> int:
 
 def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
     """ingest and finetune fan out through `ordered_parallel_map`: its pool notices the death."""
-    from concurrent.futures.process import BrokenProcessPool
-
     from bertforge.parallel import ordered_parallel_map
 
     outcome: dict[str, BaseException | None] = {}
 
     def run() -> None:
         try:
-            list(ordered_parallel_map(kill_this_worker, range(4), 2))
+            list(ordered_parallel_map(kill_this_worker, range(4), 2, param="ingest.num_proc"))
             outcome["error"] = None
         except BaseException as error:  # reported below
             outcome["error"] = error
@@ -74,4 +72,7 @@ def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
     worker.start()
     worker.join(WAIT_S)
     assert "error" in outcome, f"still waiting after {WAIT_S} s"
-    assert isinstance(outcome["error"], BrokenProcessPool), outcome["error"]
+    assert isinstance(outcome["error"], BertforgeError), outcome["error"]
+    message = str(outcome["error"])
+    assert "died abruptly" in message and "ingest.num_proc" in message, message
+    assert "\n" not in message

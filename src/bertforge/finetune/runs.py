@@ -199,7 +199,12 @@ def finetune_task(
     processes, threads = parallelism(params, len(runs))
     shared = TaskRuns(task, encoded, Path(model_dir), config, params, Path(output_dir), threads)
     results = ordered_parallel_map(
-        _train_and_write, runs, processes, initializer=_start_worker, initargs=(shared,)
+        _train_and_write,
+        runs,
+        processes,
+        initializer=_start_worker,
+        initargs=(shared,),
+        param="finetune.processes",
     )
     seed_metrics = []
     progress = tqdm(total=len(runs), desc=f"finetune {task.name} ({processes} proc)", unit="run")

@@ -79,7 +79,11 @@ def ingest(
     progress, counts, seen = ReadProgress(), IngestCounts(), SeenDigests()
     batches = batch_documents(read_documents(sources, params.max_document_chars, progress))
     results = ordered_parallel_map(
-        process_batch, batches, params.num_proc, DocumentRules.from_params(params)
+        process_batch,
+        batches,
+        params.num_proc,
+        DocumentRules.from_params(params),
+        param="ingest.num_proc",
     )
     local_files = [source.path for source in sources if source.path is not None]
     total_bytes = sum(path.stat().st_size for path in local_files)
