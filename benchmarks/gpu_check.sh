@@ -19,7 +19,8 @@
 # through bf16 pretraining and fine-tuning on the GPU, and the stage padded against unpadded; it
 # is rewritten after each of its steps), bench_model.json, bench_unpad.json and
 # bench_compile.json. DEVICE=cpu rehearses the plumbing on a CPU machine with tiny runs
-# (with BUDGET_S=1200: each step's limit tripled, SCALE=3; 2 busy cores take ~8 minutes).
+# (with BUDGET_S=1200: each step's limit tripled, SCALE=3; 2 busy cores take ~9 minutes; the
+# tiny pipeline's examples go to $OUT/examples, not over the working copy's data/examples).
 set -u -o pipefail
 
 OUT=${OUT:?set OUT to the output directory}
@@ -89,6 +90,9 @@ section() { # the output of step $1 in steps.log
     sed -n "/^>>>>> $1 /,/^>>>>> /p" "$LOG" | grep -v '^>>>>> '
 }
 
+# the pipeline's examples, which the benchmarks then read: data/examples of this (fresh) copy
+# on the GPU machine; under $OUT in a CPU rehearsal, never over a working copy's real examples
+EXAMPLES=${EXAMPLES:-$([ "$DEVICE" = cuda ] && echo "$PWD/data/examples" || echo "$OUT/examples")}
 if [ "$DEVICE" = cuda ]; then
     PIPELINE=(--steps "${PRETRAIN_STEPS:-800}" --tasks supersense --compare-unpad 200)
     BENCH=(--device cuda --config base large --seq-len 128 512)
@@ -114,7 +118,10 @@ run pytest-gpu 100 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovid
 # the chain (ingest → … → pretrain in bf16 → fine-tuning on the GPU → the stage padded against
 # unpadded); its examples feed the benchmarks
 run pipeline 220 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
-    --examples-out "$PWD/data/examples" --out "$OUT/gpu_pipeline.json"
+    --examples-out "$EXAMPLES" --out "$OUT/gpu_pipeline.json"
+BENCH+=(--examples "$EXAMPLES/train")
+UNPAD+=(--examples "$EXAMPLES/train")
+COMPILE+=(--examples "$EXAMPLES/train")
 run bench-model 150 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
 # the unpadded model again, attention through padded-sdpa: the kernel's share of its time
 run bench-unpad 60 "$PYTHON" benchmarks/bench_model.py "${UNPAD[@]}" --out "$OUT/bench_unpad.json"
