@@ -20,7 +20,14 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.model import BertForPreTraining, optimizer_parameter_groups
-from bertforge.pretrain.launch import check_gpu_count, free_port
+from bertforge.pretrain.launch import (
+    PICKED_PORT_ENV,
+    PORT_ATTEMPTS,
+    PORT_TAKEN_EXIT,
+    check_gpu_count,
+    free_port,
+    port_taken,
+)
 from bertforge.pretrain.params import PretrainParams
 
 RENDEZVOUS_TIMEOUT_S = 300.0
@@ -60,6 +67,7 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
         ("MASTER_ADDR", "127.0.0.1"),
     ):
         os.environ.setdefault(name, value)
+    picked_here = "MASTER_PORT" not in os.environ
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     import deepspeed
     from deepspeed.utils import logger as deepspeed_logger
@@ -79,14 +87,29 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
             file=sys.stderr,
             flush=True,
         )
-    try:
-        deepspeed.init_distributed(
-            dist_backend="nccl" if cuda else "gloo",
-            verbose=False,
-            timeout=timedelta(seconds=rendezvous_timeout_s),
-        )
-    except torch.distributed.DistError as error:  # no store to reach, or not every rank came
-        raise rendezvous_error(rank, world_size, where, rendezvous_timeout_s, error) from error
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            deepspeed.init_distributed(
+                dist_backend="nccl" if cuda else "gloo",
+                verbose=False,
+                timeout=timedelta(seconds=rendezvous_timeout_s),
+            )
+            break
+        except torch.distributed.DistError as error:  # no store to reach, or not every rank came
+            if not port_taken(error) or rank != 0:
+                failure = rendezvous_error(rank, world_size, where, rendezvous_timeout_s, error)
+                raise failure from error
+            # a port picked free was taken before rank 0 bound it: pick again, never wait on it
+            if world_size == 1 and picked_here and attempt < PORT_ATTEMPTS:
+                os.environ["MASTER_PORT"] = str(free_port())
+                where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+                continue
+            if os.environ.get(PICKED_PORT_ENV) == "1":  # our launcher starts the ranks again
+                sys.exit(PORT_TAKEN_EXIT)
+            raise BertforgeError(
+                f"pretrain: rank 0 cannot listen at {where}: another process uses that port; "
+                "set MASTER_PORT (or the rendezvous endpoint) to a free one"
+            ) from None
     # the bound was for joining; collectives keep DeepSpeed's own (a checkpoint may take longer)
     set_timeout = getattr(torch.distributed.distributed_c10d, "_set_pg_timeout", None)
     if set_timeout is not None and world_size > 1:

@@ -36,10 +36,24 @@ def check_gpu_count(processes: int, gpus: int | None = None) -> None:
         )
 
 
+PICKED_PORT_ENV = "BERTFORGE_PICKED_PORT"
+"""Set to 1 in the ranks `launch_local_processes` starts: their MASTER_PORT was picked free, not
+given, so rank 0 may report it taken (`PORT_TAKEN_EXIT`) for the launcher to pick another."""
+PORT_TAKEN_EXIT = 75  # EX_TEMPFAIL: rank 0 found the picked port taken by the time it bound it
+PORT_ATTEMPTS = 5
+
+
 def free_port() -> int:
+    """A port free now. Another process may take it before rank 0 binds it: the callers retry."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def port_taken(error: BaseException) -> bool:
+    """Whether a failed rendezvous failed because its port was already in use."""
+    text = str(error)
+    return "EADDRINUSE" in text or "address already in use" in text.lower()
 
 
 def launch_local_processes(processes: int, command: Sequence[str]) -> int:
@@ -49,8 +63,21 @@ def launch_local_processes(processes: int, command: Sequence[str]) -> int:
     threads are split between the ranks (OMP_NUM_THREADS, unless set). The first rank to fail
     stops the others; its exit code is the job's (2 for a one-line `BertforgeError`).
     """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        # the last try's rank 0 says a taken port in one line instead of asking for another
+        code = run_local_processes(processes, command, free_port(), attempt < PORT_ATTEMPTS)
+        if code != PORT_TAKEN_EXIT:
+            return code
+        # the free port was taken between picking and binding it (another job starting)
+        print("pretrain: the picked rendezvous port was taken meanwhile; starting the ranks again")
+    return code
+
+
+def run_local_processes(
+    processes: int, command: Sequence[str], port: int, may_retry: bool = False
+) -> int:
+    """One try of `launch_local_processes` with rank 0's store at 127.0.0.1:`port`."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    port = free_port()
     children: list[subprocess.Popen] = []
     for rank in range(processes):
         env = dict(
@@ -62,6 +89,9 @@ def launch_local_processes(processes: int, command: Sequence[str]) -> int:
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
         )
+        env.pop(PICKED_PORT_ENV, None)
+        if may_retry:
+            env[PICKED_PORT_ENV] = "1"
         env.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // processes)))
         children.append(subprocess.Popen(list(command), env=env))
 
