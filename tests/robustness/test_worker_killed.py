@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,21 +32,10 @@ def test_a_helper_killed_mid_work_is_one_line_not_an_endless_wait(
 ):
     project = make_examples_project(tmp_path / "project")
     monkeypatch.setattr(write, "process_share", share_of_a_helper_that_gets_killed)
-    outcome: dict[str, BaseException | None] = {}
-
-    def run() -> None:
-        try:
-            make_examples(project, tmp_path / "examples", small_examples_params(num_proc=2))
-            outcome["error"] = None
-        except BaseException as error:  # reported below
-            outcome["error"] = error
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(WAIT_S)
-    assert "error" in outcome, f"the stage still waits after {WAIT_S} s"
-    assert isinstance(outcome["error"], BertforgeError), outcome["error"]
-    message = str(outcome["error"])
+    message = one_line_error_within(
+        WAIT_S,
+        lambda: make_examples(project, tmp_path / "examples", small_examples_params(num_proc=2)),
+    )
     assert "killed by signal 9" in message and "examples.num_proc" in message, message
 
 
@@ -59,20 +49,29 @@ def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
     """ingest and finetune fan out through `ordered_parallel_map`: its pool notices the death."""
     from bertforge.parallel import ordered_parallel_map
 
+    message = one_line_error_within(
+        WAIT_S,
+        lambda: list(ordered_parallel_map(kill_this_worker, range(4), 2, param="ingest.num_proc")),
+    )
+    assert "died abruptly" in message and "ingest.num_proc" in message, message
+
+
+def one_line_error_within(seconds: float, call: Callable[[], object]) -> str:
+    """`call()` in a thread: it must raise a one-line BertforgeError within `seconds`."""
     outcome: dict[str, BaseException | None] = {}
 
     def run() -> None:
         try:
-            list(ordered_parallel_map(kill_this_worker, range(4), 2, param="ingest.num_proc"))
+            call()
             outcome["error"] = None
         except BaseException as error:  # reported below
             outcome["error"] = error
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(WAIT_S)
-    assert "error" in outcome, f"still waiting after {WAIT_S} s"
+    worker.join(seconds)
+    assert "error" in outcome, f"still waiting after {seconds} s"
     assert isinstance(outcome["error"], BertforgeError), outcome["error"]
     message = str(outcome["error"])
-    assert "died abruptly" in message and "ingest.num_proc" in message, message
-    assert "\n" not in message
+    assert "\n" not in message, message
+    return message
