@@ -35,9 +35,24 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+DISTRIBUTED_ENV = (
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "BERTFORGE_PICKED_PORT",
+)
+
+
 def stage_env() -> dict[str, str]:
     """Environment for running stage scripts and dvc as subprocesses with this interpreter."""
     env = dict(os.environ)
+    # a test that joined a job in-process (start_distributed sets RANK, MASTER_PORT, ...) must not
+    # hand it on: the stage would take itself for a launched rank, or rendezvous at a port taken
+    for name in DISTRIBUTED_ENV:
+        env.pop(name, None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env

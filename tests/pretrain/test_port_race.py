@@ -56,8 +56,8 @@ def test_a_lone_rank_whose_picked_port_is_taken_picks_another():
 
 def test_local_ranks_whose_picked_port_is_taken_are_started_again_on_another():
     rank_script = (
-        "import bertforge.pretrain.engine as e; t = e.start_distributed(20); "
-        "print('rank', t.rank, 'of', t.world_size)"
+        "import os, bertforge.pretrain.engine as e; t = e.start_distributed(20); "
+        "os.write(1, f'rank {t.rank} of {t.world_size}\\n'.encode())"  # one atomic write
     )
     result = run_python(
         PATCH_FREE_PORT
