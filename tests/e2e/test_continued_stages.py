@@ -41,9 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_stage(name: str, root: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = stage_env() | {"OMP_NUM_THREADS": "1"} | env
-    for variable in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        environment.pop(variable, None)
+    environment = stage_env() | {"OMP_NUM_THREADS": "1"} | env  # no launcher's variables
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "stages" / f"{name}.py")],
         cwd=root,

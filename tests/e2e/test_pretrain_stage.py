@@ -23,18 +23,10 @@ from safetensors.torch import load_file
 
 from bertforge.schemas import examples_arrow_schema
 from tests.factories import PRETRAIN_VOCAB, make_pretrain_project, write_pretrain_params
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, stage_env
 
 STAGE = REPO_ROOT / "stages/pretrain.py"
 TWO_PROCESSES = {"processes": 2, "max_steps": 24, "checkpoint_every": 8, "log_every": 4}
-LAUNCHER_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-)
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +39,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def stage_environment(store: Path) -> dict[str, str]:
     """The stage's environment: a test MLflow store, one thread per rank, no launcher set."""
-    env = {key: value for key, value in os.environ.items() if key not in LAUNCHER_VARIABLES}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return stage_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "OMP_NUM_THREADS": "1"}
 
 
 def run_pretrain(root: Path, store: Path) -> subprocess.CompletedProcess:

@@ -31,12 +31,9 @@ launch.free_port = engine.free_port = free_port
 
 
 def run_python(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = stage_env()
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT, env=stage_env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
