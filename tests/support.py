@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,3 +59,30 @@ def stage_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@contextlib.contextmanager
+def one_rank_job(**extra_env: str) -> Iterator[Any]:
+    """This test process as a DeepSpeed job of one rank, torn down afterwards (`extra_env`: more
+    variables for the job, e.g. DS_ACCELERATOR). Tests hold one per session: DeepSpeed keeps its
+    communication backend in a global, so a second job after the first was destroyed would
+    reuse a dead group."""
+    import pytest
+    import torch
+
+    from bertforge.pretrain.engine import start_distributed
+    from bertforge.pretrain.launch import free_port
+
+    job = {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    } | extra_env
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in job.items():
+            patch.setenv(name, value)
+        yield start_distributed()
+        torch.distributed.destroy_process_group()

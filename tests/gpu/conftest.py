@@ -4,7 +4,8 @@ pretraining tests share one DeepSpeed job of one rank on the GPU (NCCL)."""
 from __future__ import annotations
 
 import pytest
-import torch
+
+from tests.support import one_rank_job
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +20,5 @@ def cuda_job():
     One job for the session, as tests/pretrain/conftest.py's CPU job and for the same reason:
     DeepSpeed keeps its communication backend in a global.
     """
-    from bertforge.pretrain.engine import start_distributed
-    from bertforge.pretrain.launch import free_port
-
-    with pytest.MonkeyPatch.context() as patch:
-        job = {
-            "RANK": "0",
-            "LOCAL_RANK": "0",
-            "WORLD_SIZE": "1",
-            "LOCAL_WORLD_SIZE": "1",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(free_port()),
-        }
-        for name, value in job.items():
-            patch.setenv(name, value)
-        yield start_distributed()
-        torch.distributed.destroy_process_group()
+    with one_rank_job() as topology:
+        yield topology

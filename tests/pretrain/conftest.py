@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from bertforge.pretrain.engine import start_distributed
-from bertforge.pretrain.launch import free_port
 from tests.factories import make_pretrain_project
+from tests.support import one_rank_job
 
 
 @pytest.fixture
@@ -24,16 +22,5 @@ def single_process_job():
     One job for every module that needs it: DeepSpeed keeps its communication backend in a
     global, so a second job started after the first was destroyed would reuse a dead group.
     """
-    with pytest.MonkeyPatch.context() as patch:
-        job = {
-            "RANK": "0",
-            "LOCAL_RANK": "0",
-            "WORLD_SIZE": "1",
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(free_port()),
-            "DS_ACCELERATOR": "cpu",
-        }
-        for name, value in job.items():
-            patch.setenv(name, value)
-        yield start_distributed()
-        torch.distributed.destroy_process_group()
+    with one_rank_job(DS_ACCELERATOR="cpu") as topology:
+        yield topology
