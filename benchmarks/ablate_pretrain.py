@@ -1,19 +1,26 @@
 """Pretraining ablation at the default wall-clock budget: each row is one change from the default.
 
 Usage:
-    python benchmarks/ablate_pretrain.py                # every variant, 8 min of pretraining each
+    python benchmarks/ablate_pretrain.py                # every variant not yet in the results
     python benchmarks/ablate_pretrain.py --variants default nsp_off
     python benchmarks/ablate_pretrain.py --write-docs   # and the table into docs/pretrain.md
+    python benchmarks/ablate_pretrain.py --rerun mask_30  # measure a kept row again
     python benchmarks/ablate_pretrain.py --smoke --minutes 0.2   # checks the script runs
 
-For each variant, in one temp copy of the project: a 30-step calibration run measures the
-variant's seconds per step, `max_steps` is set to fill `--minutes` of pretraining (warmup stays
-`warmup_steps`, capped at a tenth of the steps), then `dvc repro evaluate` pretrains, fine-tunes
-every task (pretrained and scratch, every seed) and evaluates. The row holds held-out MLM loss
-and accuracy, NSP accuracy, and the downstream test average of the pretrained model with its
-seed std (the same fine-tuning for every row). Budget is wall clock on this machine, so run it
-on a quiet one; expect about (calibration 1 min + pretraining --minutes + fine-tuning and
-evaluation ~6 min + examples ~2 min when they change) per variant: ~3.5 hours for all 15 at 8 min.
+The budget is the default's: the wall clock the committed params' `pretrain.max_steps` take on
+this machine (`--minutes` to set another). For each variant, in one temp copy of the project: a
+30-step calibration run measures the variant's seconds per step, `max_steps` is set to fill the
+budget (the default row keeps its own `max_steps`; warmup stays `warmup_steps`, capped at a
+tenth of the steps), then `dvc repro evaluate` pretrains, fine-tunes every task (every seed) and
+evaluates. Scratch fine-tuning depends only on the model shape, so it runs for the default and
+the shape rows; the other rows' scratch is the default's. The row holds held-out MLM loss and
+accuracy, NSP accuracy, and the downstream test average with its seed std.
+
+Each finished row is written at once to reports/ablate_pretrain.tsv, and a later run skips the
+variants found there (`--rerun` to measure one again): the table fills over several sittings.
+Budget is wall clock on this machine, so run it on a quiet one; expect about (calibration 1 min
++ pretraining ~5.5 min + fine-tuning and evaluation ~3 min + examples ~1 min when they change)
+per variant: ~2.5 hours for all 15.
 
 The ``original`` preset is the seed algorithm exactly as Google's BERT defines it (MLM + NSP,
 15 % of tokens masked, 80/10/10 [MASK]/random/kept, static masks, sequences of 128 with 10 %
@@ -24,7 +31,9 @@ a TPU); docs/pretrain.md lists where the default departs from it.
 from __future__ import annotations
 
 import argparse
+import csv
 import platform
+import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -39,7 +48,6 @@ from pipeline_runs import (
     results,
     seconds_per_step,
     smoke_base,
-    steps_for_budget,
     write_params,
 )
 
@@ -97,7 +105,23 @@ VARIANTS: dict[str, dict[str, object]] = {
     "loss_global_batch": {"pretrain.mlm_loss_normalisation": "global_batch"},
 }
 
-# examples knobs that were 128-token defaults scale down with a smaller smoke budget
+RESULTS = ROOT / "reports/ablate_pretrain.tsv"
+FIELDS = (
+    "variant",
+    "date",
+    "machine",
+    "commit",
+    "budget_s",
+    "steps",
+    "mlm_loss",
+    "mlm_accuracy",
+    "over_unigram",
+    "nsp_accuracy",
+    "pretrained",
+    "pretrained_std",
+    "scratch",
+    "scratch_std",
+)
 COLUMNS = (
     "variant",
     "steps",
@@ -110,11 +134,23 @@ COLUMNS = (
 )
 
 
-def run_variant(project: Path, base: dict, name: str, minutes: float, fixed: dict) -> list[str]:
-    """One row: calibrate, pretrain for `minutes`, fine-tune and evaluate."""
+def changes_shape(name: str) -> bool:
+    """Whether the variant changes the model (then its scratch baseline differs too)."""
+    return any(key.startswith("pretrain.model.") for key in VARIANTS[name])
+
+
+def run_variant(
+    project: Path, base: dict, name: str, budget_s: float | None, fixed: dict
+) -> dict[str, str]:
+    """One row: calibrate, pretrain for `budget_s` (None: the default's max_steps), fine-tune
+    and evaluate."""
     overrides = {**fixed, **{k: v for k, v in VARIANTS[name].items() if k != "one_cycle"}}
-    rate = seconds_per_step(project, base, overrides)
-    steps = steps_for_budget(rate, minutes)
+    if not (name == "default" or changes_shape(name)):
+        overrides["finetune.inits"] = ["pretrained"]
+    if budget_s is None:
+        steps = int(fixed.get("pretrain.max_steps", base["pretrain"]["max_steps"]))
+    else:
+        steps = max(10, int(budget_s / seconds_per_step(project, base, overrides)))
     warmup_default = int(fixed.get("pretrain.warmup_steps", base["pretrain"]["warmup_steps"]))
     # one-cycle: up for 30 % of the steps, down for the rest; otherwise warmup as the default
     warmup = (
@@ -132,25 +168,126 @@ def run_variant(project: Path, base: dict, name: str, minutes: float, fixed: dic
     found = results(project)
     heldout = found["pretrain"]["heldout"]
     pretrained, pretrained_std = average(found["eval"], "pretrained")
-    scratch, scratch_std = average(found["eval"], "scratch")
+    row = {
+        "variant": name,
+        "date": str(date.today()),
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+        "commit": _commit(),
+        "budget_s": f"{found['pretrain']['train']['seconds']:.0f}",
+        "steps": str(steps),
+        "mlm_loss": f"{heldout['mlm_loss']:.3f}",
+        "mlm_accuracy": f"{heldout['mlm_accuracy']:.3f}",
+        "over_unigram": f"{heldout['mlm_accuracy_over_unigram']:.2f}",
+        "nsp_accuracy": (
+            f"{heldout['nsp_accuracy']:.3f}" if heldout.get("nsp_accuracy") is not None else ""
+        ),
+        "pretrained": f"{pretrained:.3f}",
+        "pretrained_std": f"{pretrained_std:.3f}",
+        "scratch": "",
+        "scratch_std": "",
+    }
+    if "scratch" in found["eval"]["average"]["test"]:
+        scratch, scratch_std = average(found["eval"], "scratch")
+        row |= {"scratch": f"{scratch:.3f}", "scratch_std": f"{scratch_std:.3f}"}
     print(f"{name}: {steps} steps, {seconds:.0f} s", file=sys.stderr, flush=True)
-    return [
-        name,
-        str(steps),
-        f"{heldout['mlm_loss']:.3f}",
-        f"{heldout['mlm_accuracy']:.3f}",
-        f"{heldout['mlm_accuracy_over_unigram']:.2f}",
-        f"{heldout['nsp_accuracy']:.3f}" if heldout.get("nsp_accuracy") is not None else "–",
-        f"{pretrained:.3f} ± {pretrained_std:.3f}",
-        f"{scratch:.3f} ± {scratch_std:.3f}",
+    return row
+
+
+def _commit() -> str:
+    """The checkout's commit (the code the row measured), `+` when the tree had changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain") else "")
+
+
+def read_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows measured so far, by variant (none when the file does not exist)."""
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    missing = [field for field in FIELDS if rows and field not in rows[0]]
+    if missing:
+        sys.exit(f"error: {path}: not an ablation results file (no column {missing[0]!r})")
+    return {row["variant"]: row for row in rows}
+
+
+def write_rows(path: Path, rows: dict[str, dict[str, str]]) -> None:
+    """All rows, in VARIANTS order (unknown variants kept at the end), written atomically."""
+    order = [name for name in VARIANTS if name in rows] + [n for n in rows if n not in VARIANTS]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-write")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows[name] for name in order)
+    partial.replace(path)
+
+
+def table(rows: dict[str, dict[str, str]]) -> str:
+    """The docs table: every variant, measured or not; the scratch of a non-shape row is the
+    default's."""
+    default_scratch = rows.get("default", {})
+    lines = [
+        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join("---" for _ in COLUMNS) + " |",
     ]
+    for name in VARIANTS:
+        row = rows.get(name)
+        if row is None:
+            lines.append(f"| {name} | not measured yet |" + " |" * (len(COLUMNS) - 2))
+            continue
+        if row["scratch"]:
+            scratch = f"{row['scratch']} ± {row['scratch_std']}"
+        elif default_scratch.get("scratch"):
+            scratch = f"= default ({default_scratch['scratch']})"
+        else:
+            scratch = "= default"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    name,
+                    row["steps"],
+                    row["mlm_loss"],
+                    row["mlm_accuracy"],
+                    row["over_unigram"],
+                    row["nsp_accuracy"] or "–",
+                    f"{row['pretrained']} ± {row['pretrained_std']}",
+                    scratch,
+                ]
+            )
+            + " |"
+        )
+    measured = [rows[name] for name in VARIANTS if name in rows]
+    dates = sorted({row["date"] for row in measured})
+    machines = sorted({row["machine"] for row in measured})
+    budgets = [float(row["budget_s"]) for row in measured]
+    header = (
+        f"Measured {', '.join(dates) or 'never'} on {', '.join(machines) or '-'}; "
+        f"{len(measured)} of {len(VARIANTS)} variants; pretraining "
+        + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
+        + " of training per variant (the default's budget); "
+        "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
+    )
+    return "\n".join([header, "", *lines])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="NAME")
     parser.add_argument(
-        "--minutes", type=float, default=8.0, help="pretraining wall clock per variant"
+        "--rerun", nargs="+", default=[], metavar="NAME", help="measure these again if kept"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="pretraining wall clock per variant (default: what the default's max_steps take)",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny pipeline: checks the script runs"
@@ -158,36 +295,46 @@ def main() -> None:
     parser.add_argument(
         "--write-docs", action="store_true", help="put the table in docs/pretrain.md"
     )
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
     args = parser.parse_args()
-    unknown = [name for name in args.variants if name not in VARIANTS]
+    unknown = [name for name in args.variants + args.rerun if name not in VARIANTS]
     if unknown:
         known = ", ".join(VARIANTS)
         print(f"error: unknown variant or preset {unknown[0]!r} (known: {known})", file=sys.stderr)
         sys.exit(2)
-    rows = []
-    with project_copy(args.keep) as project:
-        base = read_params(project)
-        fixed = smoke_base(base) if args.smoke else {}
-        if args.smoke:
-            fixed.pop("pretrain.max_steps")
-        for name in args.variants:
-            rows.append(run_variant(project, base, name, args.minutes, fixed))
-    machine = f"{platform.node()} ({platform.processor() or platform.machine()})"
-    smoke = " (SMOKE: meaningless)" if args.smoke else ""
-    table = "\n".join(
-        [
-            f"Measured {date.today()} on {machine}, {args.minutes:g} min of pretraining per "
-            f"variant{smoke}; `python benchmarks/ablate_pretrain.py --write-docs`.",
-            "",
-            "| " + " | ".join(COLUMNS) + " |",
-            "| " + " | ".join("---" for _ in COLUMNS) + " |",
-            *("| " + " | ".join(row) + " |" for row in rows),
-        ]
-    )
-    print(table)
+    # a smoke run's numbers mean nothing: they stay out of the results unless --output says so
+    output = args.output or (None if args.smoke else RESULTS)
+    rows = read_rows(output) if output else {}
+    todo = [name for name in args.variants if name not in rows or name in args.rerun]
+    for name in args.variants:
+        if name not in todo:
+            print(
+                f"{name}: kept from {rows[name]['date']} (--rerun to measure again)",
+                file=sys.stderr,
+            )
+    if todo:
+        with project_copy(args.keep) as project:
+            base = read_params(project)
+            fixed = smoke_base(base) if args.smoke else {}
+            budget_s = None if args.minutes is None else 60 * args.minutes
+            if budget_s is None and todo != ["default"]:
+                # the default's budget: its max_steps at its calibrated rate on this machine
+                rate = seconds_per_step(project, base, fixed)
+                budget_s = rate * int(
+                    fixed.get("pretrain.max_steps", base["pretrain"]["max_steps"])
+                )
+                print(f"budget: {budget_s:.0f} s of pretraining per variant", file=sys.stderr)
+            for name in todo:
+                # at the default's own budget, the default row is the committed params as they are
+                own = None if name == "default" and args.minutes is None else budget_s
+                rows[name] = run_variant(project, base, name, own, fixed)
+                if output:
+                    write_rows(output, rows)
+    text = table(rows)
+    print(text)
     if args.write_docs:
-        replace_section(ROOT / "docs/pretrain.md", "ablate_pretrain", table)
+        replace_section(ROOT / "docs/pretrain.md", "ablate_pretrain", text)
 
 
 if __name__ == "__main__":

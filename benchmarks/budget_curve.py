@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/budget_curve.py                    # 5, 10, 20 and 40 minutes
     python benchmarks/budget_curve.py --minutes 5 10 20 40 80
+    python benchmarks/budget_curve.py --rerun 5          # measure a kept budget again
     python benchmarks/budget_curve.py --smoke --minutes 0.2 0.4   # checks the script runs
 
 In a temp copy of the project, for each budget: a 30-step calibration run measures the default
@@ -11,13 +12,19 @@ stays `warmup_steps`, at most a tenth of the steps), and `dvc repro evaluate` pr
 fine-tunes every task and evaluates. Writes reports/budget_curve.tsv in this checkout (the DVC
 plot `budget-curve` in dvc.yaml: `dvc plots show`) with the test average of pretrained, scratch
 and bag-of-words (mean and seed std), and prints the smallest budget at which pretrained
-crosses bag-of-words. Wall clock on 2 quiet cores: about the sum of the budgets plus ~9 min per
-budget (calibration, fine-tuning, evaluation): ~2.4 hours for 5, 10, 20, 40.
+crosses bag-of-words. Scratch and bag-of-words do not depend on the pretraining budget: they are
+fit once (the first budget measured) and repeated on every row.
+
+Each budget's row is written as soon as it is measured, and a later run skips the budgets
+already in the file (`--rerun` to measure one again), so the curve fills over several
+sittings. Wall clock on 2 quiet cores: about the sum of the budgets plus ~6 min per budget
+(calibration, fine-tuning, evaluation): ~1.7 hours for 5, 10, 20, 40.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -36,11 +43,47 @@ from pipeline_runs import (
 
 OUTPUT = ROOT / "reports/budget_curve.tsv"
 MODELS = ("pretrained", "scratch", "bag_of_words")
+HEADER = ["minutes", "steps"] + [f"{m}{suffix}" for m in MODELS for suffix in ("", "_std")]
+# fit once: neither depends on the pretraining budget (same shape, seeds, data and recipe)
+FIXED_MODELS = ("scratch", "bag_of_words")
+
+
+def read_rows(path: Path) -> dict[float, dict[str, str]]:
+    """The budgets measured so far, by minutes (none when the file does not exist)."""
+    if not path.exists():
+        return {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if rows and set(HEADER) - set(rows[0]):
+        sys.exit(f"error: {path}: not a budget curve (columns: {', '.join(HEADER)})")
+    return {float(row["minutes"]): row for row in rows}
+
+
+def write_rows(path: Path, rows: dict[float, dict[str, str]]) -> None:
+    """All rows by minutes, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-write")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, HEADER, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows[minutes] for minutes in sorted(rows))
+    partial.replace(path)
+
+
+def crossing(rows: dict[float, dict[str, str]]) -> float | None:
+    """The smallest budget at which pretrained reaches bag-of-words (None: none does)."""
+    for minutes in sorted(rows):
+        if float(rows[minutes]["pretrained"]) >= float(rows[minutes]["bag_of_words"]):
+            return minutes
+    return None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument(
+        "--rerun", type=float, nargs="+", default=[], help="budgets to measure again if kept"
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny pipeline: checks the script runs"
     )
@@ -49,47 +92,50 @@ def main() -> None:
     args = parser.parse_args()
     # a smoke run's numbers mean nothing: they go to the terminal unless --output says where
     output = Path(args.output) if args.output else (None if args.smoke else OUTPUT)
-    header = ["minutes", "steps"] + [f"{m}{suffix}" for m in MODELS for suffix in ("", "_std")]
-    lines = ["\t".join(header)]
-    crossing = None
-    with project_copy(args.keep) as project:
-        base = read_params(project)
-        fixed = smoke_base(base) if args.smoke else {}
-        fixed.pop("pretrain.max_steps", None)
-        rate = seconds_per_step(project, base, fixed)
-        warmup = int(fixed.get("pretrain.warmup_steps", base["pretrain"]["warmup_steps"]))
-        for minutes in sorted(args.minutes):
-            steps = steps_for_budget(rate, minutes)
-            write_params(
-                project,
-                base,
-                fixed
-                | {
+    rows = read_rows(output) if output else {}
+    todo = [m for m in sorted(args.minutes) if m not in rows or m in args.rerun]
+    for minutes in sorted(set(args.minutes) - set(todo)):
+        print(f"{minutes:g} min: kept (--rerun {minutes:g} to measure again)", file=sys.stderr)
+    fixed_values = next(iter(rows.values()), None)
+    if todo:
+        with project_copy(args.keep) as project:
+            base = read_params(project)
+            fixed = smoke_base(base) if args.smoke else {}
+            fixed.pop("pretrain.max_steps", None)
+            rate = seconds_per_step(project, base, fixed)
+            warmup = int(fixed.get("pretrain.warmup_steps", base["pretrain"]["warmup_steps"]))
+            for minutes in todo:
+                steps = steps_for_budget(rate, minutes)
+                overrides = fixed | {
                     "pretrain.max_steps": steps,
                     "pretrain.warmup_steps": min(warmup, steps // 10 or 1),
                     "pretrain.checkpoint_every": steps,
-                },
-            )
-            repro(project, "evaluate")
-            evaluation = results(project)["eval"]
-            values = {model: average(evaluation, model) for model in MODELS}
-            lines.append(
-                "\t".join(
-                    [f"{minutes:g}", str(steps)]
-                    + [f"{value:.4f}" for model in MODELS for value in values[model]]
-                )
-            )
-            print(lines[-1], file=sys.stderr, flush=True)
-            if crossing is None and values["pretrained"][0] >= values["bag_of_words"][0]:
-                crossing = minutes
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
-    if crossing is None:
-        print(f"pretrained does not reach bag-of-words within {max(args.minutes):g} minutes")
+                }
+                if fixed_values is not None:
+                    overrides["finetune.inits"] = ["pretrained"]
+                write_params(project, base, overrides)
+                repro(project, "evaluate")
+                evaluation = results(project)["eval"]
+                row = {"minutes": f"{minutes:g}", "steps": str(steps)}
+                for model in MODELS:
+                    if model in FIXED_MODELS and fixed_values is not None:
+                        row |= {m: fixed_values[m] for m in (model, f"{model}_std")}
+                        continue
+                    mean, std = average(evaluation, model)
+                    row |= {model: f"{mean:.4f}", f"{model}_std": f"{std:.4f}"}
+                fixed_values = fixed_values or row
+                rows[minutes] = row
+                print("\t".join(row[h] for h in HEADER), file=sys.stderr, flush=True)
+                if output is not None:
+                    write_rows(output, rows)
+    print("\t".join(HEADER))
+    for minutes in sorted(rows):
+        print("\t".join(rows[minutes][h] for h in HEADER))
+    found = crossing(rows)
+    if found is None:
+        print(f"pretrained does not reach bag-of-words within {max(rows, default=0):g} minutes")
     else:
-        print(f"pretrained reaches bag-of-words at {crossing:g} minutes of pretraining")
+        print(f"pretrained reaches bag-of-words at {found:g} minutes of pretraining")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,107 @@
+"""The long measurements (benchmarks/ablate_pretrain.py, benchmarks/budget_curve.py) keep each
+finished row in a results file at once, so that a table fills over several sittings."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from tests.support import REPO_ROOT
+
+
+def _script(name: str):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    return _script("ablate_pretrain")
+
+
+@pytest.fixture(scope="module")
+def curve():
+    return _script("budget_curve")
+
+
+def _row(ablation, name: str, scratch: str = "") -> dict[str, str]:
+    row = dict.fromkeys(ablation.FIELDS, "1")
+    return row | {
+        "variant": name,
+        "date": "2026-11-27",
+        "machine": "vm (x86_64)",
+        "budget_s": "330",
+        "pretrained": "0.314",
+        "pretrained_std": "0.017",
+        "scratch": scratch,
+        "scratch_std": "0.012" if scratch else "",
+        "nsp_accuracy": "" if name == "nsp_off" else "0.685",
+    }
+
+
+def test_rows_round_trip_in_variant_order(ablation, tmp_path):
+    path = tmp_path / "ablate.tsv"
+    rows = {"nsp_off": _row(ablation, "nsp_off"), "default": _row(ablation, "default", "0.258")}
+    ablation.write_rows(path, rows)
+    assert ablation.read_rows(path) == rows
+    assert [line.split("\t")[0] for line in path.read_text().splitlines()[1:]] == [
+        "default",
+        "nsp_off",
+    ]
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
+
+
+def test_the_table_lists_every_variant_and_borrows_the_default_scratch(ablation):
+    rows = {"default": _row(ablation, "default", "0.258"), "nsp_off": _row(ablation, "nsp_off")}
+    text = ablation.table(rows)
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    assert "= default (0.258)" in lines["nsp_off"]
+    assert "0.258 ± 0.012" in lines["default"]
+    assert "| – |" in lines["nsp_off"]  # no NSP head, no NSP accuracy
+    unmeasured = [name for name in ablation.VARIANTS if name not in rows]
+    assert all("not measured yet" in lines[name] for name in unmeasured)
+    assert f"2 of {len(ablation.VARIANTS)} variants" in text
+    assert "5.5-5.5 min" in text
+
+
+def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_path):
+    path = tmp_path / "other.tsv"
+    path.write_text("variant\tscore\ndefault\t0.3\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"other\.tsv: not an ablation results file"):
+        ablation.read_rows(path)
+
+
+def _budget(curve, minutes: float, pretrained: float) -> dict[str, str]:
+    row = dict.fromkeys(curve.HEADER, "0.0100")
+    return row | {
+        "minutes": f"{minutes:g}",
+        "steps": str(int(minutes * 260)),
+        "pretrained": f"{pretrained:.4f}",
+        "bag_of_words": "0.4320",
+    }
+
+
+def test_budget_rows_round_trip_sorted_and_the_crossing_is_the_first_budget_reaching_bow(
+    curve, tmp_path
+):
+    path = tmp_path / "budget_curve.tsv"
+    rows = {20.0: _budget(curve, 20, 0.44), 5.0: _budget(curve, 5, 0.31)}
+    curve.write_rows(path, rows)
+    assert curve.read_rows(path) == rows
+    assert [line.split("\t")[0] for line in path.read_text().splitlines()] == ["minutes", "5", "20"]
+    assert curve.crossing(rows) == 20.0
+    rows[40.0] = _budget(curve, 40, 0.43)
+    assert curve.crossing(rows) == 20.0
+    assert curve.crossing({5.0: _budget(curve, 5, 0.31)}) is None
+
+
+def test_a_file_that_is_not_a_budget_curve_is_one_line_naming_it(curve, tmp_path):
+    path = tmp_path / "plot.tsv"
+    path.write_text("minutes\tscore\n5\t0.3\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"plot\.tsv: not a budget curve"):
+        curve.read_rows(path)
