@@ -7,6 +7,8 @@ Usage:
     python benchmarks/finetune_grid.py --smoke       # checks the script runs (minutes)
     python benchmarks/finetune_grid.py --model data/pretrained/model --inits pretrained
         # the committed default encoder instead of a new pretraining; pretrained init only
+    python benchmarks/finetune_grid.py --cell 3e-4 8 --changes "epochs 6"
+        # no lr x batch grid: the named single changes at this cell ("none": the cell itself)
 
 In a temp copy of the project, `dvc repro pretrain` makes the default encoder once; each setting
 then fine-tunes every task of params.yaml (both inits, every seed) through the library
@@ -57,6 +59,8 @@ SINGLE_CHANGES: dict[str, dict[str, Any]] = {
     "dropout 0": {"hidden_dropout": 0.0, "attention_dropout": 0.0},
     "pooling mean": {"pooling": "mean"},
     "epochs 6": {"epochs": 6},
+    "dropout 0, epochs 6": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "epochs": 6},
+    "epochs 10": {"epochs": 10},
 }
 MODEL_DIR = Path("data/pretrained/model")
 
@@ -139,6 +143,20 @@ def main() -> None:
     parser.add_argument(
         "--inits", nargs="+", choices=["pretrained", "scratch"], help="default: finetune.inits"
     )
+    parser.add_argument(
+        "--cell",
+        nargs=2,
+        type=float,
+        metavar=("LR", "BATCH"),
+        help="skip the lr x batch grid; the single changes at this cell",
+    )
+    parser.add_argument(
+        "--changes",
+        nargs="+",
+        choices=["none", *SINGLE_CHANGES],
+        default=list(SINGLE_CHANGES),
+        help="single changes to measure at the best cell (none: the cell unchanged)",
+    )
     args = parser.parse_args()
     if args.smoke and args.model:
         parser.error("--model is the default encoder; --smoke pretrains a tiny one of its own")
@@ -158,6 +176,8 @@ def main() -> None:
         grid = [(lr, batch) for lr in LEARNING_RATES for batch in BATCH_SIZES]
         if args.smoke:
             grid = grid[:2]
+        if args.cell:
+            grid = [(args.cell[0], int(args.cell[1]))] if "none" in args.changes else []
         results = {}
         with contextlib.chdir(project):
             for lr, batch in grid:
@@ -165,9 +185,13 @@ def main() -> None:
                 results[(lr, batch)] = measure(section, changes)
                 rows.append(row(changes, results[(lr, batch)], inits))
                 print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-            best = max(results, key=lambda cell: results[cell][("pretrained", "dev")][0])
+            if args.cell:
+                best = (args.cell[0], int(args.cell[1]))
+            else:
+                best = max(results, key=lambda cell: results[cell][("pretrained", "dev")][0])
             lr, batch = best
-            for change, values in SINGLE_CHANGES.items():
+            for change in [c for c in args.changes if c != "none"]:
+                values = SINGLE_CHANGES[change]
                 changes = {"learning_rate": lr, "batch_size": batch, **values}
                 averages = measure(section, changes)
                 rows.append(row({**changes, "change": change}, averages, inits))
@@ -179,8 +203,8 @@ def main() -> None:
         [
             f"Measured {date.today()} on {machine}{smoke}; `python benchmarks/finetune_grid.py "
             f"{' '.join(sys.argv[1:])}`. Average score over the tasks, mean ± std over seeds; "
-            "best cell on "
-            f"pretrained dev: lr {best[0]:g}, batch {best[1]}.",
+            + ("cell given" if args.cell else "best cell on pretrained dev")
+            + f": lr {best[0]:g}, batch {best[1]}.",
             "",
             "| " + " | ".join(columns) + " |",
             "| " + " | ".join("---" for _ in columns) + " |",
