@@ -61,6 +61,7 @@ SINGLE_CHANGES: dict[str, dict[str, Any]] = {
     "epochs 6": {"epochs": 6},
     "dropout 0, epochs 6": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "epochs": 6},
     "epochs 10": {"epochs": 10},
+    "dropout 0, epochs 10": {"hidden_dropout": 0.0, "attention_dropout": 0.0, "epochs": 10},
 }
 MODEL_DIR = Path("data/pretrained/model")
 
