@@ -26,18 +26,18 @@ class FinetuneParams:
     inits: list[Init] = field(default_factory=lambda: ["pretrained", "scratch"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     max_seq_length: int = 64
-    batch_size: int = 16
+    batch_size: int = 32
     eval_batch_size: int = 256
-    epochs: int = 3
-    learning_rate: float = 3e-4
+    epochs: int = 6
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     max_grad_norm: float | None = 1.0
     strategy: Literal["full", "freeze", "head_only"] = "full"
     frozen_layers: int = 0
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
     pooling: Pooling = "cls"
     early_stopping_patience: int | None = None
     processes: int = 0
