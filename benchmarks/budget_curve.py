@@ -4,16 +4,17 @@ Usage:
     python benchmarks/budget_curve.py                    # 5, 10, 20 and 40 minutes
     python benchmarks/budget_curve.py --minutes 5 10 20 40 80
     python benchmarks/budget_curve.py --rerun 5          # measure a kept budget again
+    python benchmarks/budget_curve.py --minutes 5 10     # kept rows only: prints, redraws the PNG
     python benchmarks/budget_curve.py --smoke --minutes 0.2 0.4   # checks the script runs
 
 In a temp copy of the project, for each budget: a 30-step calibration run measures the default
 model's seconds per step on this machine, `pretrain.max_steps` is set to fill the budget (warmup
 stays `warmup_steps`, at most a tenth of the steps), and `dvc repro evaluate` pretrains,
 fine-tunes every task and evaluates. Writes reports/budget_curve.tsv in this checkout (the DVC
-plot `budget-curve` in dvc.yaml: `dvc plots show`) with the test average of pretrained, scratch
-and bag-of-words (mean and seed std), and prints the smallest budget at which pretrained
-crosses bag-of-words. Scratch and bag-of-words do not depend on the pretraining budget: they are
-fit once (the first budget measured) and repeated on every row.
+plot `budget-curve` in dvc.yaml: `dvc plots show`; and docs/img/budget_curve.png) with the test
+average of pretrained, scratch and bag-of-words (mean and seed std), and prints the smallest
+budget at which pretrained crosses bag-of-words. Scratch and bag-of-words do not depend on the
+pretraining budget: they are fit once (the first budget measured) and repeated on every row.
 
 Each budget's row is written as soon as it is measured, and a later run skips the budgets
 already in the file (`--rerun` to measure one again), so the curve fills over several
@@ -42,6 +43,7 @@ from pipeline_runs import (
 )
 
 OUTPUT = ROOT / "reports/budget_curve.tsv"
+FIGURE = ROOT / "docs/img/budget_curve.png"
 MODELS = ("pretrained", "scratch", "bag_of_words")
 HEADER = ["minutes", "steps"] + [f"{m}{suffix}" for m in MODELS for suffix in ("", "_std")]
 # fit once: neither depends on the pretraining budget (same shape, seeds, data and recipe)
@@ -78,6 +80,31 @@ def crossing(rows: dict[float, dict[str, str]]) -> float | None:
     return None
 
 
+def plot(rows: dict[float, dict[str, str]], path: Path) -> None:
+    """The curve as a PNG for the docs (matplotlib comes with mlflow): mean ± seed std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = sorted(rows)
+    figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for model, style in zip(MODELS, ("o-", "s--", ":"), strict=True):
+        means = [float(rows[m][model]) for m in minutes]
+        stds = [float(rows[m][f"{model}_std"]) for m in minutes]
+        axes.errorbar(minutes, means, yerr=stds, fmt=style, capsize=3, label=model)
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(minutes, [f"{m:g}" for m in minutes])
+    axes.set_xlabel("pretraining minutes on 2 CPU cores")
+    axes.set_ylabel("test average score")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 10, 20, 40])
@@ -89,6 +116,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
     parser.add_argument("--output", type=str, default=None, help=f"default: {OUTPUT}")
+    parser.add_argument(
+        "--figure", type=Path, default=None, help=f"the curve as a PNG (default: {FIGURE})"
+    )
     args = parser.parse_args()
     # a smoke run's numbers mean nothing: they go to the terminal unless --output says where
     output = Path(args.output) if args.output else (None if args.smoke else OUTPUT)
@@ -131,6 +161,9 @@ def main() -> None:
     print("\t".join(HEADER))
     for minutes in sorted(rows):
         print("\t".join(rows[minutes][h] for h in HEADER))
+    figure = args.figure or (None if args.smoke else FIGURE)
+    if figure is not None and rows:
+        plot(rows, figure)
     found = crossing(rows)
     if found is None:
         print(f"pretrained does not reach bag-of-words within {max(rows, default=0):g} minutes")

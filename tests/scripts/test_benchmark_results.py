@@ -105,3 +105,9 @@ def test_a_file_that_is_not_a_budget_curve_is_one_line_naming_it(curve, tmp_path
     path.write_text("minutes\tscore\n5\t0.3\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"plot\.tsv: not a budget curve"):
         curve.read_rows(path)
+
+
+def test_the_curve_is_drawn_as_a_png(curve, tmp_path):
+    figure = tmp_path / "img" / "curve.png"
+    curve.plot({5.0: _budget(curve, 5, 0.31), 10.0: _budget(curve, 10, 0.35)}, figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
