@@ -31,9 +31,7 @@ a TPU); docs/pretrain.md lists where the default departs from it.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -43,13 +41,18 @@ from pipeline_runs import (
     average,
     project_copy,
     read_params,
+    read_tsv,
     replace_section,
     repro,
     results,
     seconds_per_step,
+    setting,
     smoke_base,
     write_params,
+    write_tsv,
 )
+
+from bertforge.tracking import git_state
 
 # Google's create_pretraining_data.py + run_pretraining.py, as far as this pipeline has the knob
 PRESETS: dict[str, dict[str, object]] = {
@@ -148,10 +151,10 @@ def run_variant(
     if not (name == "default" or changes_shape(name)):
         overrides["finetune.inits"] = ["pretrained"]
     if budget_s is None:
-        steps = int(fixed.get("pretrain.max_steps", base["pretrain"]["max_steps"]))
+        steps = int(setting(base, fixed, "pretrain.max_steps"))
     else:
         steps = max(10, int(budget_s / seconds_per_step(project, base, overrides)))
-    warmup_default = int(fixed.get("pretrain.warmup_steps", base["pretrain"]["warmup_steps"]))
+    warmup_default = int(setting(base, fixed, "pretrain.warmup_steps"))
     # one-cycle: up for 30 % of the steps, down for the rest; otherwise warmup as the default
     warmup = (
         int(0.3 * steps)
@@ -194,38 +197,20 @@ def run_variant(
 
 
 def _commit() -> str:
-    """The checkout's commit (the code the row measured), `+` when the tree had changes."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30
-        ).stdout.strip()
-
-    return git("rev-parse", "--short", "HEAD") + ("+" if git("status", "--porcelain") else "")
+    """The checkout's commit (the code the row measured), `+` when tracked files differ."""
+    state = git_state(ROOT)
+    return state["git_commit"][:7] + ("+" if state["git_dirty"] == "true" else "")
 
 
 def read_rows(path: Path) -> dict[str, dict[str, str]]:
     """The rows measured so far, by variant (none when the file does not exist)."""
-    if not path.exists():
-        return {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    missing = [field for field in FIELDS if rows and field not in rows[0]]
-    if missing:
-        sys.exit(f"error: {path}: not an ablation results file (no column {missing[0]!r})")
-    return {row["variant"]: row for row in rows}
+    return {row["variant"]: row for row in read_tsv(path, FIELDS, "an ablation results file")}
 
 
 def write_rows(path: Path, rows: dict[str, dict[str, str]]) -> None:
     """All rows, in VARIANTS order (unknown variants kept at the end), written atomically."""
     order = [name for name in VARIANTS if name in rows] + [n for n in rows if n not in VARIANTS]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-write")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows[name] for name in order)
-    partial.replace(path)
+    write_tsv(path, FIELDS, (rows[name] for name in order))
 
 
 def table(rows: dict[str, dict[str, str]]) -> str:
@@ -321,9 +306,7 @@ def main() -> None:
             if budget_s is None and todo != ["default"]:
                 # the default's budget: its max_steps at its calibrated rate on this machine
                 rate = seconds_per_step(project, base, fixed)
-                budget_s = rate * int(
-                    fixed.get("pretrain.max_steps", base["pretrain"]["max_steps"])
-                )
+                budget_s = rate * int(setting(base, fixed, "pretrain.max_steps"))
                 print(f"budget: {budget_s:.0f} s of pretraining per variant", file=sys.stderr)
             for name in todo:
                 # at the default's own budget, the default row is the committed params as they are

@@ -25,7 +25,6 @@ sittings. Wall clock on 2 quiet cores: about the sum of the budgets plus ~6 min 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -34,12 +33,15 @@ from pipeline_runs import (
     average,
     project_copy,
     read_params,
+    read_tsv,
     repro,
     results,
     seconds_per_step,
+    setting,
     smoke_base,
     steps_for_budget,
     write_params,
+    write_tsv,
 )
 
 OUTPUT = ROOT / "reports/budget_curve.tsv"
@@ -52,24 +54,12 @@ FIXED_MODELS = ("scratch", "bag_of_words")
 
 def read_rows(path: Path) -> dict[float, dict[str, str]]:
     """The budgets measured so far, by minutes (none when the file does not exist)."""
-    if not path.exists():
-        return {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    if rows and set(HEADER) - set(rows[0]):
-        sys.exit(f"error: {path}: not a budget curve (columns: {', '.join(HEADER)})")
-    return {float(row["minutes"]): row for row in rows}
+    return {float(row["minutes"]): row for row in read_tsv(path, HEADER, "a budget curve")}
 
 
 def write_rows(path: Path, rows: dict[float, dict[str, str]]) -> None:
     """All rows by minutes, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp-write")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, HEADER, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows[minutes] for minutes in sorted(rows))
-    partial.replace(path)
+    write_tsv(path, HEADER, (rows[minutes] for minutes in sorted(rows)))
 
 
 def crossing(rows: dict[float, dict[str, str]]) -> float | None:
@@ -133,7 +123,7 @@ def main() -> None:
             fixed = smoke_base(base) if args.smoke else {}
             fixed.pop("pretrain.max_steps", None)
             rate = seconds_per_step(project, base, fixed)
-            warmup = int(fixed.get("pretrain.warmup_steps", base["pretrain"]["warmup_steps"]))
+            warmup = int(setting(base, fixed, "pretrain.warmup_steps"))
             for minutes in todo:
                 steps = steps_for_budget(rate, minutes)
                 overrides = fixed | {

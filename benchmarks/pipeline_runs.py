@@ -14,13 +14,14 @@ nothing; it checks that the script runs end to end.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,41 @@ def write_params(project: Path, params: Mapping[str, Any], overrides: Mapping[st
             node = node[key]
         node[leaf] = value
     (project / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False), "utf-8")
+
+
+def setting(params: Mapping[str, Any], overrides: Mapping[str, Any], dotted: str) -> Any:
+    """A params value by dotted key: the override if there is one, else params.yaml's."""
+    if dotted in overrides:
+        return overrides[dotted]
+    node: Any = params
+    for key in dotted.split("."):
+        node = node[key]
+    return node
+
+
+def read_tsv(path: Path, fields: Sequence[str], what: str) -> list[dict[str, str]]:
+    """The rows of a results TSV a measurement script keeps (none when the file does not
+    exist); a file without one of `fields` is one line naming it and `what` it should be."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    missing = [field for field in fields if rows and field not in rows[0]]
+    if missing:
+        sys.exit(f"error: {path}: not {what} (no column {missing[0]!r})")
+    return rows
+
+
+def write_tsv(path: Path, fields: Sequence[str], rows: Iterable[Mapping[str, str]]) -> None:
+    """`rows` as a TSV under `fields`, through a temporary file and a rename (a run killed
+    mid-write leaves the previous file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.tmp-write")
+    with partial.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fields, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
 
 
 def smoke_base(params: Mapping[str, Any]) -> dict[str, Any]:
