@@ -9,7 +9,9 @@ Usage:
 
 The budget is the default's: the wall clock the committed params' `pretrain.max_steps` take on
 this machine (`--minutes` to set another). For each variant, in one temp copy of the project: a
-30-step calibration run measures the variant's seconds per step, `max_steps` is set to fill the
+30-step calibration run measures the variant's seconds per step (a variant that changes only
+the learning rate, its schedule or the loss normalisation costs what the default costs per step
+and takes the default's rate), `max_steps` is set to fill the
 budget (the default row keeps its own `max_steps`; warmup stays `warmup_steps`, capped at a
 tenth of the steps), then `dvc repro evaluate` pretrains, fine-tunes every task (every seed) and
 evaluates. Scratch fine-tuning depends only on the model shape, so it runs for the default and
@@ -108,6 +110,10 @@ VARIANTS: dict[str, dict[str, object]] = {
     "loss_global_batch": {"pretrain.mlm_loss_normalisation": "global_batch"},
 }
 
+# keys that leave the compute of a step as the default's: such a row gets the default's steps
+# (no calibration run, whose timing would only add noise)
+SAME_COST = frozenset({"pretrain.lr", "pretrain.mlm_loss_normalisation", "one_cycle"})
+
 RESULTS = ROOT / "reports/ablate_pretrain.tsv"
 FIELDS = (
     "variant",
@@ -142,16 +148,29 @@ def changes_shape(name: str) -> bool:
     return any(key.startswith("pretrain.model.") for key in VARIANTS[name])
 
 
+def same_cost(name: str) -> bool:
+    """Whether a step of the variant costs what a step of the default costs."""
+    return set(VARIANTS[name]) <= SAME_COST
+
+
 def run_variant(
-    project: Path, base: dict, name: str, budget_s: float | None, fixed: dict
+    project: Path,
+    base: dict,
+    name: str,
+    budget_s: float | None,
+    fixed: dict,
+    default_rate: float | None = None,
 ) -> dict[str, str]:
     """One row: calibrate, pretrain for `budget_s` (None: the default's max_steps), fine-tune
-    and evaluate."""
+    and evaluate. A variant that costs what the default costs per step runs at `default_rate`
+    (the default's calibrated seconds per step) instead of calibrating its own."""
     overrides = {**fixed, **{k: v for k, v in VARIANTS[name].items() if k != "one_cycle"}}
     if not (name == "default" or changes_shape(name)):
         overrides["finetune.inits"] = ["pretrained"]
     if budget_s is None:
         steps = int(setting(base, fixed, "pretrain.max_steps"))
+    elif same_cost(name) and default_rate is not None:
+        steps = max(10, round(budget_s / default_rate))
     else:
         steps = max(10, int(budget_s / seconds_per_step(project, base, overrides)))
     warmup_default = int(setting(base, fixed, "pretrain.warmup_steps"))
@@ -303,15 +322,18 @@ def main() -> None:
             base = read_params(project)
             fixed = smoke_base(base) if args.smoke else {}
             budget_s = None if args.minutes is None else 60 * args.minutes
-            if budget_s is None and todo != ["default"]:
-                # the default's budget: its max_steps at its calibrated rate on this machine
+            rate = None
+            if todo != ["default"] or budget_s is not None:
                 rate = seconds_per_step(project, base, fixed)
+                print(f"default: {rate:.3f} s per step", file=sys.stderr)
+            if budget_s is None and rate is not None:
+                # the default's budget: its max_steps at its calibrated rate on this machine
                 budget_s = rate * int(setting(base, fixed, "pretrain.max_steps"))
                 print(f"budget: {budget_s:.0f} s of pretraining per variant", file=sys.stderr)
             for name in todo:
                 # at the default's own budget, the default row is the committed params as they are
                 own = None if name == "default" and args.minutes is None else budget_s
-                rows[name] = run_variant(project, base, name, own, fixed)
+                rows[name] = run_variant(project, base, name, own, fixed, rate)
                 if output:
                     write_rows(output, rows)
     text = table(rows)
