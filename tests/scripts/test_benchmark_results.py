@@ -4,6 +4,7 @@ finished row in a results file at once, so that a table fills over several sitti
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import pytest
@@ -74,6 +75,27 @@ def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_p
     path.write_text("variant\tscore\ndefault\t0.3\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"other\.tsv: not an ablation results file"):
         ablation.read_rows(path)
+
+
+def test_only_rows_that_keep_the_step_cost_skip_calibration(ablation):
+    same = {name for name in ablation.VARIANTS if ablation.same_cost(name)}
+    assert same == {"default", "lr_3e-4", "lr_3e-3", "one_cycle", "loss_global_batch"}
+
+
+def test_the_default_row_reads_the_committed_run(ablation):
+    found = {
+        "pretrain": json.loads((REPO_ROOT / "metrics/pretrain.json").read_text()),
+        "eval": json.loads((REPO_ROOT / "metrics/eval.json").read_text()),
+    }
+    row = ablation.make_row("default", 1400, found, "abc1234", "2026-11-27", "the committed run")
+    heldout = found["pretrain"]["heldout"]
+    assert row["mlm_accuracy"] == f"{heldout['mlm_accuracy']:.3f}"
+    assert row["budget_s"] == f"{found['pretrain']['train']['seconds']:.0f}"
+    assert float(row["pretrained"]) == pytest.approx(
+        found["eval"]["average"]["test"]["pretrained"]["mean"], abs=5e-4
+    )
+    assert row["scratch"]  # the committed run fine-tunes from scratch too
+    assert set(row) == set(ablation.FIELDS)
 
 
 def _budget(curve, minutes: float, pretrained: float) -> dict[str, str]:
