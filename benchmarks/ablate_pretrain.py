@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -143,6 +144,7 @@ COLUMNS = (
     "× unigram",
     "NSP acc",
     "avg test (pretrained)",
+    "Δ vs default",
     "avg test (scratch)",
 )
 
@@ -283,9 +285,25 @@ def write_rows(path: Path, rows: dict[str, dict[str, str]]) -> None:
     write_tsv(path, FIELDS, (rows[name] for name in order))
 
 
-def table(rows: dict[str, dict[str, str]]) -> str:
+def versus_default(row: dict[str, str], default: dict[str, str] | None, seeds: int) -> str:
+    """The row's pretrained test average minus the default's, ± the standard error of that
+    difference from the two seed stds (`seeds` runs each); bold when it is more than two
+    standard errors from 0."""
+    if default is None:
+        return "–"
+    if row is default:
+        return "0"
+    delta = float(row["pretrained"]) - float(default["pretrained"])
+    error = math.hypot(float(row["pretrained_std"]), float(default["pretrained_std"])) / math.sqrt(
+        max(1, seeds)
+    )
+    text = f"{delta:+.3f} ± {error:.3f}"
+    return f"**{text}**" if abs(delta) > 2 * error else text
+
+
+def table(rows: dict[str, dict[str, str]], seeds: int = 3) -> str:
     """The docs table: every variant, measured or not; the scratch of a non-shape row is the
-    default's."""
+    default's; `seeds`: fine-tuning seeds per average (for the difference's standard error)."""
     default_scratch = rows.get("default", {})
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
@@ -313,6 +331,7 @@ def table(rows: dict[str, dict[str, str]]) -> str:
                     row["over_unigram"],
                     row["nsp_accuracy"] or "–",
                     f"{row['pretrained']} ± {row['pretrained_std']}",
+                    versus_default(row, rows.get("default"), seeds),
                     scratch,
                 ]
             )
@@ -326,7 +345,8 @@ def table(rows: dict[str, dict[str, str]]) -> str:
         f"Measured {', '.join(dates) or 'never'} on {', '.join(machines) or '-'}; "
         f"{len(measured)} of {len(VARIANTS)} variants; pretraining "
         + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
-        + " of training per variant (the default's budget); downstream: test average ± seed std; "
+        + " of training per variant (the default's budget); downstream: test average ± seed std, "
+        f"{seeds} seeds; Δ: ± the standard error of the difference, bold beyond two; "
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
     )
     return "\n".join([header, "", *lines])
@@ -395,7 +415,7 @@ def main() -> None:
                 rows[name] = run_variant(project, base, name, own, fixed, rate)
                 if output:
                     write_rows(output, rows)
-    text = table(rows)
+    text = table(rows, len(read_params(ROOT)["finetune"]["seeds"]))
     print(text)
     if args.write_docs:
         replace_section(ROOT / "docs/pretrain.md", "ablate_pretrain", text)

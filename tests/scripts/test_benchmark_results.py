@@ -70,6 +70,19 @@ def test_the_table_lists_every_variant_and_borrows_the_default_scratch(ablation)
     assert "5.5-5.5 min" in text
 
 
+def test_the_difference_from_the_default_is_bold_only_beyond_two_standard_errors(ablation):
+    default = _row(ablation, "default") | {"pretrained": "0.360", "pretrained_std": "0.010"}
+    close = _row(ablation, "lr_3e-3") | {"pretrained": "0.370", "pretrained_std": "0.010"}
+    far = _row(ablation, "mask_30") | {"pretrained": "0.390", "pretrained_std": "0.010"}
+    # se = hypot(0.010, 0.010) / sqrt(3) = 0.008
+    assert ablation.versus_default(close, default, 3) == "+0.010 ± 0.008"
+    assert ablation.versus_default(far, default, 3) == "**+0.030 ± 0.008**"
+    assert ablation.versus_default(default, default, 3) == "0"
+    assert ablation.versus_default(close, None, 3) == "–"
+    text = ablation.table({"default": default, "mask_30": far}, seeds=3)
+    assert "**+0.030 ± 0.008**" in text and "3 seeds" in text
+
+
 def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_path):
     path = tmp_path / "other.tsv"
     path.write_text("variant\tscore\ndefault\t0.3\n", encoding="utf-8")
