@@ -16,12 +16,20 @@ then fine-tunes every task of params.yaml (both inits, every seed) through the l
 ``pooling: mean`` — refused at export — can be measured too). The pick is the setting with the
 best **pretrained dev** average; test is reported beside it. Expect ~5 min per setting on 2 quiet
 cores (12 settings: ~1 hour, plus ~8 min of pretraining).
+
+Each measured setting is written at once to reports/finetune_grid.tsv, under its full recipe
+(learning rate, batch, epochs, dropout, pooling) and the digest of the encoder it fine-tuned, so
+that a single change means the same whatever params.yaml said then; a later run skips the
+settings found there for the same encoder (`--rerun` to measure them again), and the docs table
+is every row of the file: it fills over several sittings.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import math
 import platform
 import shutil
 import sys
@@ -35,10 +43,12 @@ from pipeline_runs import (
     ROOT,
     project_copy,
     read_params,
+    read_tsv,
     replace_section,
     repro,
     smoke_base,
     write_params,
+    write_tsv,
 )
 
 from bertforge.constants import TASK_SPLITS
@@ -65,6 +75,12 @@ SINGLE_CHANGES: dict[str, dict[str, Any]] = {
 }
 MODEL_DIR = Path("data/pretrained/model")
 
+RESULTS = ROOT / "reports/finetune_grid.tsv"
+RECIPE = ("learning_rate", "batch_size", "epochs", "hidden_dropout", "attention_dropout", "pooling")
+INITS = ("pretrained", "scratch")
+SCORES = tuple(f"{i}_{s}{std}" for i in INITS for s in ("dev", "test") for std in ("", "_std"))
+FIELDS = (*RECIPE, "steps_per_run", "encoder", "date", "machine", *SCORES)
+
 _SHARED: dict[str, Any] = {}
 
 
@@ -82,8 +98,23 @@ def _train(run: tuple[str, str, int]) -> dict[str, float]:
     return {split: result.metrics[split]["score"] for split in ("dev", "test")}
 
 
-def measure(section: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Every task × init × seed of the finetune section with `changes`; averages per init."""
+def recipe(section: dict[str, Any], changes: dict[str, Any]) -> dict[str, str]:
+    """The settings a row is known by, as the results file writes them."""
+    params = parse(FinetuneParams, section | changes, "params.yaml: finetune")
+    return {
+        name: f"{getattr(params, name):g}" if name != "pooling" else params.pooling
+        for name in RECIPE
+    }
+
+
+def encoder_digest(model_dir: Path) -> str:
+    """Short sha256 of the encoder's weights: the rows of one encoder share it."""
+    return hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+
+def measure(section: dict[str, Any], changes: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Every task × init × seed of the finetune section with `changes`: averages per init, and
+    the optimizer steps of one run (the largest training subset's)."""
     params = parse(FinetuneParams, section | changes, "params.yaml: finetune")
     config = check_pretrained_export(MODEL_DIR, None, params.max_seq_length)
     tokenizer = load_export_tokenizer(MODEL_DIR)
@@ -114,19 +145,87 @@ def measure(section: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
             per_seed = [np.mean([scores[(n, init, s)][split] for n in tasks]) for s in params.seeds]
             std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
             averages[(init, split)] = (float(np.mean(per_seed)), std)
-    return averages
+    largest = max(len(encoded["train"]) for _, encoded in tasks.values())
+    return averages, math.ceil(largest / params.batch_size) * params.epochs
 
 
-def row(label: dict[str, Any], averages: dict, inits: list[str]) -> list[str]:
-    cells = [
-        str(label.get("learning_rate", "")),
-        str(label.get("batch_size", "")),
-        label.get("change", ""),
+def make_row(settings: dict[str, str], averages: dict, steps: int, encoder: str) -> dict[str, str]:
+    """A results row: the recipe, where and when, and each measured init's mean ± seed std."""
+    row = {
+        **settings,
+        "steps_per_run": str(steps),
+        "encoder": encoder,
+        "date": str(date.today()),
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+    }
+    for (init, split), (mean, std) in averages.items():
+        row |= {f"{init}_{split}": f"{mean:.4f}", f"{init}_{split}_std": f"{std:.4f}"}
+    return {field: row.get(field, "") for field in FIELDS}
+
+
+def key(row: dict[str, str]) -> tuple[str, ...]:
+    return (*(row[name] for name in RECIPE), row["encoder"])
+
+
+def read_rows(path: Path) -> dict[tuple[str, ...], dict[str, str]]:
+    return {key(row): row for row in read_tsv(path, FIELDS, "a fine-tuning grid results file")}
+
+
+def _order(row: dict[str, str]) -> tuple:
+    # the lr x batch grid first, then by epochs, dropout (0.1 before 0), pooling, lr, batch
+    return (
+        float(row["epochs"]),
+        -float(row["hidden_dropout"]),
+        row["pooling"],
+        float(row["learning_rate"]),
+        float(row["batch_size"]),
+        row["encoder"],
+    )
+
+
+def write_rows(path: Path, rows: dict[tuple[str, ...], dict[str, str]]) -> None:
+    write_tsv(path, FIELDS, sorted(rows.values(), key=_order))
+
+
+def table(rows: dict[tuple[str, ...], dict[str, str]], default: dict[str, str]) -> str:
+    """Every row of the results, the `default` recipe's rows in bold."""
+    measured = sorted(rows.values(), key=_order)
+    inits = [i for i in INITS if any(row[f"{i}_dev"] for row in measured)]
+    columns = ["lr", "batch", "epochs", "dropout", "pooling", "steps/run"] + [
+        f"{i} {s}" for i in inits for s in ("dev", "test")
     ]
-    for init, split in [(i, s) for i in inits for s in ("dev", "test")]:
-        mean, std = averages[(init, split)]
-        cells.append(f"{mean:.3f} ± {std:.3f}")
-    return cells
+    lines = [
+        f"Measured {', '.join(sorted({r['date'] for r in measured})) or 'never'} on "
+        f"{', '.join(sorted({r['machine'] for r in measured})) or '-'}; encoder "
+        f"{', '.join(sorted({r['encoder'] for r in measured})) or '-'} (sha256 of its weights); "
+        "average score over the tasks, mean ± std over seeds; bold: the default in params.yaml. "
+        "`python benchmarks/finetune_grid.py --write-docs`, rows in reports/finetune_grid.tsv.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "| " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for row in measured:
+        dropout = row["hidden_dropout"]
+        if row["attention_dropout"] != dropout:
+            dropout = f"{dropout} / {row['attention_dropout']}"
+        cells = [
+            row["learning_rate"],
+            row["batch_size"],
+            row["epochs"],
+            dropout,
+            row["pooling"],
+            f"{int(row['steps_per_run']):,}",
+        ]
+        for init in inits:
+            for split in ("dev", "test"):
+                mean = row[f"{init}_{split}"]
+                cells.append(
+                    f"{float(mean):.3f} ± {float(row[f'{init}_{split}_std']):.3f}" if mean else "–"
+                )
+        if all(row[name] == default[name] for name in RECIPE):
+            cells = [f"**{cell}**" for cell in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -158,10 +257,16 @@ def main() -> None:
         default=list(SINGLE_CHANGES),
         help="single changes to measure at the best cell (none: the cell unchanged)",
     )
+    parser.add_argument(
+        "--rerun", action="store_true", help="measure settings again that the results keep"
+    )
+    parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args()
     if args.smoke and args.model:
         parser.error("--model is the default encoder; --smoke pretrains a tiny one of its own")
-    rows = []
+    # a smoke run's numbers mean nothing: they stay out of the results unless --output says so
+    output = args.output or (None if args.smoke else RESULTS)
+    rows = read_rows(output) if output else {}
     with project_copy(args.keep) as project:
         base = read_params(project)
         overrides = smoke_base(base) if args.smoke else {}
@@ -172,49 +277,46 @@ def main() -> None:
             shutil.copytree(args.model.resolve(), project / MODEL_DIR)
         else:
             repro(project, "pretrain")
+        encoder = encoder_digest(project / MODEL_DIR)
         section = read_params(project)["finetune"]
-        inits = section.get("inits", ["pretrained", "scratch"])
+        inits = section.get("inits", list(INITS))
+
+        def run(changes: dict[str, Any]) -> dict[str, str]:
+            """The row of `changes`: kept from the results if it has every init, else measured."""
+            settings = recipe(section, changes)
+            kept = rows.get((*settings.values(), encoder))
+            if kept and all(kept[f"{i}_dev"] for i in inits) and not args.rerun:
+                print(f"{settings}: kept from {kept['date']} (--rerun to measure again)",
+                      file=sys.stderr)  # fmt: skip
+                return kept
+            averages, steps = measure(section, changes)
+            row = make_row(settings, averages, steps, encoder)
+            rows[key(row)] = row
+            if output:
+                write_rows(output, rows)
+            print(" | ".join(row[name] for name in (*RECIPE, *SCORES) if row[name]),
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return row
+
         grid = [(lr, batch) for lr in LEARNING_RATES for batch in BATCH_SIZES]
         if args.smoke:
             grid = grid[:2]
         if args.cell:
             grid = [(args.cell[0], int(args.cell[1]))] if "none" in args.changes else []
-        results = {}
         with contextlib.chdir(project):
-            for lr, batch in grid:
-                changes = {"learning_rate": lr, "batch_size": batch}
-                results[(lr, batch)] = measure(section, changes)
-                rows.append(row(changes, results[(lr, batch)], inits))
-                print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+            cells = {(lr, b): run({"learning_rate": lr, "batch_size": b}) for lr, b in grid}
             if args.cell:
-                best = (args.cell[0], int(args.cell[1]))
+                lr, batch = args.cell[0], int(args.cell[1])
             else:
-                best = max(results, key=lambda cell: results[cell][("pretrained", "dev")][0])
-            lr, batch = best
+                lr, batch = max(cells, key=lambda cell: float(cells[cell]["pretrained_dev"]))
             for change in [c for c in args.changes if c != "none"]:
-                values = SINGLE_CHANGES[change]
-                changes = {"learning_rate": lr, "batch_size": batch, **values}
-                averages = measure(section, changes)
-                rows.append(row({**changes, "change": change}, averages, inits))
-                print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
-    columns = ["lr", "batch", "change"] + [f"{i} {s}" for i in inits for s in ("dev", "test")]
-    machine = f"{platform.node()} ({platform.processor() or platform.machine()})"
-    smoke = " (SMOKE: meaningless)" if args.smoke else ""
-    table = "\n".join(
-        [
-            f"Measured {date.today()} on {machine}{smoke}; `python benchmarks/finetune_grid.py "
-            f"{' '.join(sys.argv[1:])}`. Average score over the tasks, mean ± std over seeds; "
-            + ("cell given" if args.cell else "best cell on pretrained dev")
-            + f": lr {best[0]:g}, batch {best[1]}.",
-            "",
-            "| " + " | ".join(columns) + " |",
-            "| " + " | ".join("---" for _ in columns) + " |",
-            *("| " + " | ".join(r) + " |" for r in rows),
-        ]
-    )
-    print(table)
+                run({"learning_rate": lr, "batch_size": batch, **SINGLE_CHANGES[change]})
+    text = table(rows, recipe(section, {}))
+    print(text)
     if args.write_docs:
-        replace_section(ROOT / "docs/finetune.md", "finetune_grid", table)
+        if args.smoke:
+            sys.exit("error: --write-docs with --smoke: a smoke run's numbers mean nothing")
+        replace_section(ROOT / "docs/finetune.md", "finetune_grid", text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The long measurements (benchmarks/ablate_pretrain.py, benchmarks/budget_curve.py) keep each
-finished row in a results file at once, so that a table fills over several sittings."""
+"""The long measurements (benchmarks/ablate_pretrain.py, benchmarks/budget_curve.py,
+benchmarks/finetune_grid.py) keep each finished row in a results file at once, so that a table
+fills over several sittings."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def ablation():
 @pytest.fixture(scope="module")
 def curve():
     return _script("budget_curve")
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return _script("finetune_grid")
 
 
 def _row(ablation, name: str, scratch: str = "") -> dict[str, str]:
@@ -146,3 +152,37 @@ def test_the_curve_is_drawn_as_a_png(curve, tmp_path):
     figure = tmp_path / "img" / "curve.png"
     curve.plot({5.0: _budget(curve, 5, 0.31), 10.0: _budget(curve, 10, 0.35)}, figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _setting(grid, lr: float, batch: int, epochs: int, dropout: float, dev: float):
+    section = grid.read_params(REPO_ROOT)["finetune"]
+    changes = {"learning_rate": lr, "batch_size": batch, "epochs": epochs}
+    settings = grid.recipe(
+        section, changes | {"hidden_dropout": dropout, "attention_dropout": dropout}
+    )
+    averages = {("pretrained", "dev"): (dev, 0.01), ("pretrained", "test"): (dev - 0.02, 0.01)}
+    return grid.make_row(settings, averages, 63 * epochs, "965ba3aff3c4")
+
+
+def test_grid_rows_are_known_by_their_full_recipe_and_the_default_is_bold(grid, tmp_path):
+    path = tmp_path / "finetune_grid.tsv"
+    old = _setting(grid, 3e-4, 16, 3, 0.1, 0.332)
+    new = _setting(grid, 1e-3, 32, 6, 0.0, 0.378)
+    rows = {grid.key(new): new, grid.key(old): old}
+    grid.write_rows(path, rows)
+    kept = grid.read_rows(path)
+    assert kept == rows
+    assert grid.key(new) == ("0.001", "32", "6", "0", "0", "cls", "965ba3aff3c4")
+    lines = grid.table(kept, new).splitlines()
+    body = [line for line in lines if line.startswith("| 0") or line.startswith("| **")]
+    # dropout shown once when hidden and attention agree; the old recipe first
+    assert body[0].startswith("| 0.0003 | 16 | 3 | 0.1 | cls | 189 | 0.332 ± 0.010 |")
+    assert body[1].startswith("| **0.001** | **32** | **6** | **0** |")
+    assert "scratch" not in lines[2]  # no row measured scratch: no scratch columns
+
+
+def test_a_file_that_is_not_a_grid_results_file_is_one_line_naming_it(grid, tmp_path):
+    path = tmp_path / "grid.tsv"
+    path.write_text("lr\tbatch\n0.001\t32\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"grid\.tsv: not a fine-tuning grid results file"):
+        grid.read_rows(path)
