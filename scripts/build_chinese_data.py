@@ -31,12 +31,16 @@ import hashlib
 import json
 import lzma
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 from bertforge.constants import TASK_SPLITS
 from bertforge.errors import BertforgeError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from task_card import card_tail  # this folder's
 
 SOURCES = {"chinese": "fortunes", "tang300": "tang300", "song100": "song100"}
 """fortunes-zh file → output name (data/raw/corpus-zh/<name>.txt.xz)."""
@@ -466,22 +470,8 @@ def render_task_card(card: dict) -> str:
         "",
         "Characters are compared without punctuation and spaces.",
         "",
-        "## Sources",
-        "",
+        *card_tail(card),
     ]
-    for source in card["sources"]:
-        lines.append(
-            f"- Debian package `{source['package']}` {source['version']}: {source['upstream']}. "
-            f"Licence: {source['licence']}."
-        )
-    lines += ["", "## Label balance", "", "| label | train | dev | test |", "|---|---|---|---|"]
-    for label in card["labels"]:
-        counts = [str(card["label_statistics"][split].get(label, 0)) for split in TASK_SPLITS]
-        lines.append(f"| {label} | {' | '.join(counts)} |")
-    lines += ["", "## Baselines (test split)", ""]
-    for name, scores in card["baselines"].items():
-        lines.append(f"- {name}: {', '.join(f'{k} {v}' for k, v in scores.items())}")
-    lines += ["", f"Protocol: {card['baseline_protocol']}.", ""]
     return "\n".join(lines)
 
 

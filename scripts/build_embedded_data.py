@@ -48,6 +48,9 @@ from pathlib import Path
 
 from bertforge.errors import BertforgeError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from task_card import card_tail  # this folder's
+
 SPLITS = ("train", "dev", "test")
 SPLIT_PERCENT = {"train": 70, "dev": 15, "test": 15}
 MIN_SPLIT_SIZE = {"train": 2000, "dev": 500, "test": 500}
@@ -1343,31 +1346,8 @@ def render_card_markdown(card: dict[str, object]) -> str:
         f"{card['candidates_dropped_because_in_corpus']} texts were dropped because they also "
         "occur in the pretraining corpus (no task text may).",
         "",
-        "## Sources",
-        "",
+        *card_tail(card),
     ]
-    for source in card["sources"]:
-        lines.append(
-            f"- Debian package `{source['package']}` {source['version']}: {source['upstream']}. "
-            f"Licence: {source['licence']}."
-        )
-    lines += ["", "## Label balance", "", "| label | train | dev | test |", "|---|---|---|---|"]
-    balance = card["label_statistics"]
-    if card["task_type"] == "sentence_pair_regression":
-        for score_bin in sorted(balance["train"]["bins"]):
-            counts = [balance[split]["bins"].get(score_bin, 0) for split in SPLITS]
-            lines.append(f"| score {score_bin} | {' | '.join(map(str, counts))} |")
-        means = [str(balance[split]["mean"]) for split in SPLITS]
-        lines.append(f"| mean score | {' | '.join(means)} |")
-    else:
-        for label in card["labels"]:
-            counts = [balance[split].get(label, 0) for split in SPLITS]
-            lines.append(f"| {label} | {' | '.join(map(str, counts))} |")
-    lines += ["", "## Baselines (test split)", ""]
-    for name, scores in card["baselines"].items():
-        shown = ", ".join(f"{metric} {value}" for metric, value in scores.items())
-        lines.append(f"- {name}: {shown}")
-    lines += ["", f"Protocol: {card['baseline_protocol']}.", ""]
     return "\n".join(lines)
 
 

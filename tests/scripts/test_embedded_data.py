@@ -198,3 +198,30 @@ def test_wic_marks_the_first_whole_word_form_of_the_target() -> None:
         "The bank-account at the *Banks*"
     )
     assert builder.mark_target("a par-5 hole", {"par"}) == "a *par*-5 hole"
+
+
+@pytest.mark.parametrize(
+    ("builder_name", "render", "card_dir"),
+    [
+        ("build_embedded_data", "render_card_markdown", "tasks/supersense"),
+        ("build_embedded_data", "render_card_markdown", "tasks/glosssim"),
+        ("build_chinese_data", "render_task_card", "tasks-zh/quotesource"),
+    ],
+)
+def test_each_card_md_is_its_card_json_rendered(builder_name: str, render: str, card_dir: str):
+    """The builders share the cards' last sections (scripts/task_card.py); a committed card.md
+    is what its builder renders from the committed card.json, classification and regression."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        builder_name, REPO_ROOT / "scripts" / f"{builder_name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = builder  # its dataclasses look their module up
+    spec.loader.exec_module(builder)
+    card = json.loads((RAW / card_dir / "card.json").read_text(encoding="utf-8"))
+    rendered = getattr(builder, render)(card)
+    assert rendered == (RAW / card_dir / "card.md").read_text(encoding="utf-8")
+    assert "## Sources" in rendered and "## Label balance" in rendered
