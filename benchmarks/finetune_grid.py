@@ -286,7 +286,8 @@ def main() -> None:
             settings = recipe(section, changes)
             kept = rows.get((*settings.values(), encoder))
             if kept and all(kept[f"{i}_dev"] for i in inits) and not args.rerun:
-                print(f"{settings}: kept from {kept['date']} (--rerun to measure again)",
+                shown = ", ".join(f"{name} {value}" for name, value in settings.items())
+                print(f"{shown}: kept from {kept['date']} (--rerun to measure again)",
                       file=sys.stderr)  # fmt: skip
                 return kept
             averages, steps = measure(section, changes)
