@@ -9,6 +9,7 @@ Usage:
         # the committed default encoder instead of a new pretraining; pretrained init only
     python benchmarks/finetune_grid.py --cell 3e-4 8 --changes "epochs 6"
         # no lr x batch grid: the named single changes at this cell ("none": the cell itself)
+    python benchmarks/finetune_grid.py --rerun       # measure kept settings again
 
 In a temp copy of the project, `dvc repro pretrain` makes the default encoder once; each setting
 then fine-tunes every task of params.yaml (both inits, every seed) through the library
