@@ -38,6 +38,7 @@ import math
 import platform
 import subprocess
 import sys
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -154,9 +155,26 @@ def changes_shape(name: str) -> bool:
     return any(key.startswith("pretrain.model.") for key in VARIANTS[name])
 
 
-def same_cost(name: str) -> bool:
+def changes(name: str, base: dict) -> dict[str, object]:
+    """What the variant sets that the default (`base`: params.yaml) does not already have."""
+    return {
+        key: value
+        for key, value in VARIANTS[name].items()
+        if key == "one_cycle" or setting(base, {}, key) != value
+    }
+
+
+def same_cost(name: str, base: dict) -> bool:
     """Whether a step of the variant costs what a step of the default costs."""
-    return set(VARIANTS[name]) <= SAME_COST
+    return set(changes(name, base)) <= SAME_COST
+
+
+def twin(name: str, base: dict, names: Iterable[str]) -> str | None:
+    """The first of `names` that changes the default exactly as `name` does (the same run, so
+    the same numbers: the pipeline is deterministic), if any. E.g. the ``original`` preset,
+    while the default differs from it only in the loss normalisation, is ``loss_global_batch``."""
+    mine = changes(name, base)
+    return next((other for other in names if other != name and changes(other, base) == mine), None)
 
 
 def run_variant(
@@ -175,7 +193,7 @@ def run_variant(
         overrides["finetune.inits"] = ["pretrained"]
     if budget_s is None:
         steps = int(setting(base, fixed, "pretrain.max_steps"))
-    elif same_cost(name) and default_rate is not None:
+    elif same_cost(name, base) and default_rate is not None:
         steps = max(10, round(budget_s / default_rate))
     else:
         steps = max(10, int(budget_s / seconds_per_step(project, base, overrides)))
@@ -301,9 +319,10 @@ def versus_default(row: dict[str, str], default: dict[str, str] | None, seeds: i
     return f"**{text}**" if abs(delta) > 2 * error else text
 
 
-def table(rows: dict[str, dict[str, str]], seeds: int = 3) -> str:
+def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = None) -> str:
     """The docs table: every variant, measured or not; the scratch of a non-shape row is the
-    default's; `seeds`: fine-tuning seeds per average (for the difference's standard error)."""
+    default's; `seeds`: fine-tuning seeds per average (for the difference's standard error);
+    with `base` (params.yaml), a row that is the same run as another says so."""
     default_scratch = rows.get("default", {})
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
@@ -311,8 +330,10 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3) -> str:
     ]
     for name in VARIANTS:
         row = rows.get(name)
+        same = twin(name, base, VARIANTS) if base is not None else None
+        label = f"{name} (= {same})" if same else name
         if row is None:
-            lines.append(f"| {name} | not measured yet |" + " |" * (len(COLUMNS) - 2))
+            lines.append(f"| {label} | not measured yet |" + " |" * (len(COLUMNS) - 2))
             continue
         if row["scratch"]:
             scratch = f"{row['scratch']} ± {row['scratch_std']}"
@@ -324,7 +345,7 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3) -> str:
             "| "
             + " | ".join(
                 [
-                    name,
+                    label,
                     row["steps"],
                     row["mlm_loss"],
                     row["mlm_accuracy"],
@@ -388,6 +409,14 @@ def main() -> None:
                 f"{name}: kept from {rows[name]['date']} (--rerun to measure again)",
                 file=sys.stderr,
             )
+    base = read_params(ROOT)
+    for name in list(todo):
+        other = twin(name, base, [n for n in rows if n not in todo])
+        if other is not None:
+            # the same params as a measured row: the same run, so its numbers
+            rows[name] = rows[other] | {"variant": name}
+            todo.remove(name)
+            print(f"{name}: the same run as {other} at this default; its row", file=sys.stderr)
     if "default" in todo and args.minutes is None and not args.smoke:
         # at its own budget the default row is the committed pipeline run, when that is current
         committed = committed_default()
@@ -415,7 +444,7 @@ def main() -> None:
                 rows[name] = run_variant(project, base, name, own, fixed, rate)
                 if output:
                     write_rows(output, rows)
-    text = table(rows, len(read_params(ROOT)["finetune"]["seeds"]))
+    text = table(rows, len(base["finetune"]["seeds"]), base)
     print(text)
     if args.write_docs:
         replace_section(ROOT / "docs/pretrain.md", "ablate_pretrain", text)

@@ -97,8 +97,28 @@ def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_p
 
 
 def test_only_rows_that_keep_the_step_cost_skip_calibration(ablation):
-    same = {name for name in ablation.VARIANTS if ablation.same_cost(name)}
-    assert same == {"default", "lr_3e-4", "lr_3e-3", "one_cycle", "loss_global_batch"}
+    base = ablation.read_params(REPO_ROOT)
+    same = {name for name in ablation.VARIANTS if ablation.same_cost(name, base)}
+    assert {"default", "lr_3e-4", "lr_3e-3", "one_cycle", "loss_global_batch"} <= same
+    assert not same & {"nsp_off", "mask_30", "seq_64", "shape_small", "global_batch_16"}
+    # the preset changes the default only where params.yaml differs from it
+    assert ("original" in same) == (set(ablation.changes("original", base)) <= ablation.SAME_COST)
+
+
+def test_a_variant_that_changes_the_default_as_another_does_is_that_run(ablation):
+    base = ablation.read_params(REPO_ROOT)
+    micro = base | {"pretrain": base["pretrain"] | {"mlm_loss_normalisation": "micro_batch"}}
+    assert ablation.changes("original", micro) == {
+        "pretrain.mlm_loss_normalisation": "global_batch"
+    }
+    assert ablation.twin("original", micro, ablation.VARIANTS) == "loss_global_batch"
+    assert ablation.twin("nsp_off", micro, ablation.VARIANTS) is None
+    rows = {"loss_global_batch": _row(ablation, "loss_global_batch")}
+    text = ablation.table(rows, 3, micro)
+    assert "| original (= loss_global_batch) | not measured yet |" in text
+    # without NSP in the default, the preset's nsp: true is a change of its own
+    no_nsp = micro | {"examples": micro["examples"] | {"nsp": False}}
+    assert ablation.twin("original", no_nsp, ablation.VARIANTS) is None
 
 
 def test_the_default_row_reads_the_committed_run(ablation):
