@@ -140,6 +140,7 @@ FIELDS = (
 COLUMNS = (
     "variant",
     "steps",
+    "min",
     "MLM loss",
     "MLM acc",
     "× unigram",
@@ -347,6 +348,7 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
                 [
                     label,
                     row["steps"],
+                    f"{float(row['budget_s']) / 60:.1f}",
                     row["mlm_loss"],
                     row["mlm_accuracy"],
                     row["over_unigram"],
@@ -368,6 +370,8 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
         + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
         f"{seeds} seeds; Δ: ± the standard error of the difference, bold beyond two; "
+        "*min*: the minutes the row's steps took (a 30-step calibration sets the steps, so "
+        "they scatter around the budget); "
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
     )
     return "\n".join([header, "", *lines])
