@@ -421,6 +421,8 @@ def main() -> None:
             rows[name] = rows[other] | {"variant": name}
             todo.remove(name)
             print(f"{name}: the same run as {other} at this default; its row", file=sys.stderr)
+            if output:
+                write_rows(output, rows)
     if "default" in todo and args.minutes is None and not args.smoke:
         # at its own budget the default row is the committed pipeline run, when that is current
         committed = committed_default()
