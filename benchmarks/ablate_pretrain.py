@@ -304,18 +304,27 @@ def write_rows(path: Path, rows: dict[str, dict[str, str]]) -> None:
     write_tsv(path, FIELDS, (rows[name] for name in order))
 
 
-def versus_default(row: dict[str, str], default: dict[str, str] | None, seeds: int) -> str:
+def pooled_std(rows: Iterable[dict[str, str]]) -> float:
+    """The seed std of a pretrained test average, pooled over rows (root mean variance): three
+    seeds give each row's own std two degrees of freedom, too few to judge one row by. A twin's
+    copied row is one measurement, counted once."""
+    unique = {tuple(v for k, v in row.items() if k != "variant"): row for row in rows}
+    variances = [float(row["pretrained_std"]) ** 2 for row in unique.values()]
+    return math.sqrt(sum(variances) / len(variances)) if variances else 0.0
+
+
+def versus_default(
+    row: dict[str, str], default: dict[str, str] | None, seeds: int, std: float
+) -> str:
     """The row's pretrained test average minus the default's, ± the standard error of that
-    difference from the two seed stds (`seeds` runs each); bold when it is more than two
-    standard errors from 0."""
+    difference (`std`: the seed std of one average, `seeds` runs each); bold when it is more
+    than two standard errors from 0."""
     if default is None:
         return "–"
     if row is default:
         return "0"
     delta = float(row["pretrained"]) - float(default["pretrained"])
-    error = math.hypot(float(row["pretrained_std"]), float(default["pretrained_std"])) / math.sqrt(
-        max(1, seeds)
-    )
+    error = std * math.sqrt(2 / max(1, seeds))
     text = f"{delta:+.3f} ± {error:.3f}"
     return f"**{text}**" if abs(delta) > 2 * error else text
 
@@ -325,6 +334,7 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
     default's; `seeds`: fine-tuning seeds per average (for the difference's standard error);
     with `base` (params.yaml), a row that is the same run as another says so."""
     default_scratch = rows.get("default", {})
+    std = pooled_std(rows.values())
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
@@ -354,7 +364,7 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
                     row["over_unigram"],
                     row["nsp_accuracy"] or "–",
                     f"{row['pretrained']} ± {row['pretrained_std']}",
-                    versus_default(row, rows.get("default"), seeds),
+                    versus_default(row, rows.get("default"), seeds, std),
                     scratch,
                 ]
             )
@@ -369,7 +379,8 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
         f"{len(measured)} of {len(VARIANTS)} variants; pretraining "
         + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
-        f"{seeds} seeds; Δ: ± the standard error of the difference, bold beyond two; "
+        f"{seeds} seeds; Δ: ± the standard error of the difference (from the seed std pooled "
+        f"over the rows, {std:.3f}), bold beyond two; "
         "*min*: the minutes the row's steps took (a 30-step calibration sets the steps, so "
         "they scatter around the budget); "
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."

@@ -77,16 +77,23 @@ def test_the_table_lists_every_variant_and_borrows_the_default_scratch(ablation)
 
 
 def test_the_difference_from_the_default_is_bold_only_beyond_two_standard_errors(ablation):
-    default = _row(ablation, "default") | {"pretrained": "0.360", "pretrained_std": "0.010"}
-    close = _row(ablation, "lr_3e-3") | {"pretrained": "0.370", "pretrained_std": "0.010"}
-    far = _row(ablation, "mask_30") | {"pretrained": "0.390", "pretrained_std": "0.010"}
-    # se = hypot(0.010, 0.010) / sqrt(3) = 0.008
-    assert ablation.versus_default(close, default, 3) == "+0.010 ± 0.008"
-    assert ablation.versus_default(far, default, 3) == "**+0.030 ± 0.008**"
-    assert ablation.versus_default(default, default, 3) == "0"
-    assert ablation.versus_default(close, None, 3) == "–"
-    text = ablation.table({"default": default, "mask_30": far}, seeds=3)
-    assert "**+0.030 ± 0.008**" in text and "3 seeds" in text
+    default = _row(ablation, "default") | {"pretrained": "0.360", "pretrained_std": "0.003"}
+    close = _row(ablation, "lr_3e-3") | {"pretrained": "0.375", "pretrained_std": "0.015"}
+    far = _row(ablation, "mask_30") | {"pretrained": "0.400", "pretrained_std": "0.015"}
+    # one row's small std does not make its neighbours significant: the std is pooled
+    std = ablation.pooled_std([default, close, far])
+    assert std == pytest.approx(((0.003**2 + 2 * 0.015**2) / 3) ** 0.5)
+    twin = far | {"variant": "original"}  # a copied row counts once
+    assert ablation.pooled_std([default, close, far, twin]) == pytest.approx(std)
+    # se = std * sqrt(2 / 3) = 0.0102
+    assert ablation.versus_default(close, default, 3, std) == "+0.015 ± 0.010"
+    assert ablation.versus_default(far, default, 3, std) == "**+0.040 ± 0.010**"
+    assert ablation.versus_default(default, default, 3, std) == "0"
+    assert ablation.versus_default(close, None, 3, std) == "–"
+    text = ablation.table({"default": default, "mask_30": far, "lr_3e-3": close}, seeds=3)
+    assert (
+        "**+0.040 ± 0.010**" in text and "3 seeds" in text and "pooled over the rows, 0.012" in text
+    )
 
 
 def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_path):
