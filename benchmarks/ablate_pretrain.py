@@ -251,27 +251,24 @@ def committed_default() -> dict[str, str] | None:
     """The default row read from this checkout's committed pipeline run, when `dvc status`
     finds it made from the committed params and code (the run is deterministic: measuring it
     again gives the same numbers); None when it is not, and then the row is measured."""
-    command = ["dvc", "status", "--with-deps", "--json", "evaluate"]
     try:
         status = subprocess.run(
-            command, cwd=ROOT, env=stage_env(), capture_output=True, text=True,
-            timeout=DVC_STATUS_TIMEOUT_S,
+            ["dvc", "status", "--with-deps", "--json", "evaluate"], cwd=ROOT, env=stage_env(),
+            capture_output=True, text=True, timeout=DVC_STATUS_TIMEOUT_S,
         )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        print(
-            f"default: dvc status gave no answer in {DVC_STATUS_TIMEOUT_S} s; measuring it",
-            file=sys.stderr,
-        )
+        lock = subprocess.run(
+            ["git", "log", "-1", "--format=%h %cs", "--", "dvc.lock"],
+            cwd=ROOT, capture_output=True, text=True, timeout=DVC_STATUS_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        print(f"default: {error.cmd[0]} gave no answer in {error.timeout} s; measuring it",
+              file=sys.stderr)  # fmt: skip
         return None
     if status.returncode != 0 or json.loads(status.stdout or "null") != {}:
         print(
             "default: the committed run is out of date (dvc status); measuring it", file=sys.stderr
         )
         return None
-    lock = subprocess.run(
-        ["git", "log", "-1", "--format=%h %cs", "--", "dvc.lock"],
-        cwd=ROOT, capture_output=True, text=True, timeout=DVC_STATUS_TIMEOUT_S,
-    )  # fmt: skip
     commit, _, day = lock.stdout.strip().partition(" ")
     if not commit:
         return None
