@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from pathlib import Path
 from pipeline_runs import (
     ROOT,
     average,
+    machine,
     project_copy,
     read_params,
     read_tsv,
@@ -212,7 +212,7 @@ def run_variant(
     }
     write_params(project, base, overrides)
     seconds = repro(project, "evaluate")
-    row = make_row(name, steps, results(project), _commit(), str(date.today()), _machine())
+    row = make_row(name, steps, results(project), _commit(), str(date.today()), machine())
     print(f"{name}: {steps} steps, {seconds:.0f} s", file=sys.stderr, flush=True)
     return row
 
@@ -247,10 +247,11 @@ def make_row(
     return row
 
 
-def committed_default() -> dict[str, str] | None:
-    """The default row read from this checkout's committed pipeline run, when `dvc status`
-    finds it made from the committed params and code (the run is deterministic: measuring it
-    again gives the same numbers); None when it is not, and then the row is measured."""
+def committed_default(base: dict) -> dict[str, str] | None:
+    """The default row read from this checkout's committed pipeline run (`base`: its
+    params.yaml), when `dvc status` finds it made from the committed params and code (the run
+    is deterministic: measuring it again gives the same numbers); None when it is not, and then
+    the row is measured."""
     try:
         status = subprocess.run(
             ["dvc", "status", "--with-deps", "--json", "evaluate"], cwd=ROOT, env=stage_env(),
@@ -272,16 +273,11 @@ def committed_default() -> dict[str, str] | None:
     commit, _, day = lock.stdout.strip().partition(" ")
     if not commit:
         return None
-    base = read_params(ROOT)
     row = make_row(
         "default", base["pretrain"]["max_steps"], results(ROOT), commit, day, "the committed run"
     )
     print(f"default: the committed run ({commit}, {day})", file=sys.stderr)
     return row
-
-
-def _machine() -> str:
-    return f"{platform.node()} ({platform.processor() or platform.machine()})"
 
 
 def _commit() -> str:
@@ -433,15 +429,14 @@ def main() -> None:
                 write_rows(output, rows)
     if "default" in todo and args.minutes is None and not args.smoke:
         # at its own budget the default row is the committed pipeline run, when that is current
-        committed = committed_default()
+        committed = committed_default(base)
         if committed is not None:
             rows["default"] = committed
             todo.remove("default")
             if output:
                 write_rows(output, rows)
     if todo:
-        with project_copy(args.keep) as project:
-            base = read_params(project)
+        with project_copy(args.keep) as project:  # its params.yaml is `base` until a run writes it
             fixed = smoke_base(base) if args.smoke else {}
             budget_s = None if args.minutes is None else 60 * args.minutes
             rate = None

@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import hashlib
 import math
-import platform
 import shutil
 import sys
 from datetime import date
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from pipeline_runs import (
     ROOT,
+    machine,
     project_copy,
     read_params,
     read_tsv,
@@ -157,7 +157,7 @@ def make_row(settings: dict[str, str], averages: dict, steps: int, encoder: str)
         "steps_per_run": str(steps),
         "encoder": encoder,
         "date": str(date.today()),
-        "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+        "machine": machine(),
     }
     for (init, split), (mean, std) in averages.items():
         row |= {f"{init}_{split}": f"{mean:.4f}", f"{init}_{split}_std": f"{std:.4f}"}

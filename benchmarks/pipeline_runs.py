@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,11 @@ def project_copy(keep: bool = False) -> Iterator[Path]:
     finally:
         if not keep:
             subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def machine() -> str:
+    """The machine a results row was measured on, as the results files name it."""
+    return f"{platform.node()} ({platform.processor() or platform.machine()})"
 
 
 def read_params(project: Path) -> dict[str, Any]:
