@@ -4,7 +4,7 @@ build_chinese_data.py, whose cards differ only above these sections."""
 
 from __future__ import annotations
 
-SPLITS = ("train", "dev", "test")
+from bertforge.constants import TASK_SPLITS
 
 
 def card_tail(card: dict) -> list[str]:
@@ -19,13 +19,13 @@ def card_tail(card: dict) -> list[str]:
     balance = card["label_statistics"]
     if card["task_type"] == "sentence_pair_regression":
         for score_bin in sorted(balance["train"]["bins"]):
-            counts = [balance[split]["bins"].get(score_bin, 0) for split in SPLITS]
+            counts = [balance[split]["bins"].get(score_bin, 0) for split in TASK_SPLITS]
             lines.append(f"| score {score_bin} | {' | '.join(map(str, counts))} |")
-        means = [str(balance[split]["mean"]) for split in SPLITS]
+        means = [str(balance[split]["mean"]) for split in TASK_SPLITS]
         lines.append(f"| mean score | {' | '.join(means)} |")
     else:
         for label in card["labels"]:
-            counts = [balance[split].get(label, 0) for split in SPLITS]
+            counts = [balance[split].get(label, 0) for split in TASK_SPLITS]
             lines.append(f"| {label} | {' | '.join(map(str, counts))} |")
     lines += ["", "## Baselines (test split)", ""]
     for name, scores in card["baselines"].items():

@@ -182,17 +182,21 @@ def test_wic_marks_one_target_word_in_each_sentence() -> None:
                 assert len(marked.findall(str(row[key]))) == 1, (split, row)
 
 
-def test_wic_marks_the_first_whole_word_form_of_the_target() -> None:
+def _builder(name: str):
+    """scripts/<name>.py as a module."""
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(
-        "build_embedded_data", REPO_ROOT / "scripts/build_embedded_data.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     builder = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = builder  # its dataclasses look their module up
     spec.loader.exec_module(builder)
+    return builder
+
+
+def test_wic_marks_the_first_whole_word_form_of_the_target() -> None:
+    builder = _builder("build_embedded_data")
     forms = builder.inflected_forms("bank", "n", {})
     assert builder.mark_target("The bank-account at the Banks", forms) == (
         "The bank-account at the *Banks*"
@@ -211,16 +215,7 @@ def test_wic_marks_the_first_whole_word_form_of_the_target() -> None:
 def test_each_card_md_is_its_card_json_rendered(builder_name: str, render: str, card_dir: str):
     """The builders share the cards' last sections (scripts/task_card.py); a committed card.md
     is what its builder renders from the committed card.json, classification and regression."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location(
-        builder_name, REPO_ROOT / "scripts" / f"{builder_name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = builder  # its dataclasses look their module up
-    spec.loader.exec_module(builder)
+    builder = _builder(builder_name)
     card = json.loads((RAW / card_dir / "card.json").read_text(encoding="utf-8"))
     rendered = getattr(builder, render)(card)
     assert rendered == (RAW / card_dir / "card.md").read_text(encoding="utf-8")
