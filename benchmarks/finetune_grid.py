@@ -285,7 +285,7 @@ def main() -> None:
         def run(changes: dict[str, Any]) -> dict[str, str]:
             """The row of `changes`: kept from the results if it has every init, else measured."""
             settings = recipe(section, changes)
-            kept = rows.get((*settings.values(), encoder))
+            kept = rows.get(key(settings | {"encoder": encoder}))
             if kept and all(kept[f"{i}_dev"] for i in inits) and not args.rerun:
                 shown = ", ".join(f"{name} {value}" for name, value in settings.items())
                 print(f"{shown}: kept from {kept['date']} (--rerun to measure again)",
