@@ -18,8 +18,11 @@ evaluates. Scratch fine-tuning depends only on the model shape, so it runs for t
 the shape rows; the other rows' scratch is the default's. The row holds held-out MLM loss and
 accuracy, NSP accuracy, and the downstream test average with its seed std.
 
-Each finished row is written at once to reports/ablate_pretrain.tsv, and a later run skips the
-variants found there (`--rerun` to measure one again): the table fills over several sittings.
+Each finished row is written at once to reports/ablate_pretrain.tsv under its run (`run_key`:
+a digest of the params the row's pipeline ran on and its budget), and a later run skips the
+variants whose run is found there (`--rerun` to measure one again): the table fills over several
+sittings, variants that run the same params share one row, and rows measured at an earlier
+default still serve the variants that run their params at the current one.
 Budget is wall clock on this machine, so run it on a quiet one; expect about (calibration 1 min
 + pretraining ~5.5 min + fine-tuning and evaluation ~3 min + examples ~1 min when they change)
 per variant: ~2.5 hours for all 15.
@@ -33,6 +36,7 @@ a TPU); docs/pretrain.md lists where the default departs from it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import subprocess
@@ -55,6 +59,7 @@ from pipeline_runs import (
     setting,
     smoke_base,
     stage_env,
+    with_overrides,
     write_params,
     write_tsv,
 )
@@ -112,7 +117,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "one_cycle": {"one_cycle": True},  # warmup over 30 % of the steps, then linear decay
     "global_batch_16": {"pretrain.global_batch_size": 16, "pretrain.micro_batch_size": 8},
     "global_batch_64": {"pretrain.global_batch_size": 64},
-    "loss_global_batch": {"pretrain.mlm_loss_normalisation": "global_batch"},
+    # per micro-batch (the default until the first ablation, run against it, showed no gain)
+    "loss_micro_batch": {"pretrain.mlm_loss_normalisation": "micro_batch"},
 }
 
 # keys that leave the compute of a step as the default's: such a row gets the default's steps
@@ -120,9 +126,13 @@ VARIANTS: dict[str, dict[str, object]] = {
 SAME_COST = frozenset({"pretrain.lr", "pretrain.mlm_loss_normalisation", "one_cycle"})
 
 RESULTS = ROOT / "reports/ablate_pretrain.tsv"
+# the params sections a row's pipeline runs on (what identifies the run; not the names of
+# registered models or how the report bootstraps its errors)
+RUN_SECTIONS = ("ingest", "vocab", "examples", "pretrain", "finetune")
 DVC_STATUS_TIMEOUT_S = 300
 FIELDS = (
     "variant",
+    "run",
     "date",
     "machine",
     "commit",
@@ -170,12 +180,30 @@ def same_cost(name: str, base: dict) -> bool:
     return set(changes(name, base)) <= SAME_COST
 
 
-def twin(name: str, base: dict, names: Iterable[str]) -> str | None:
-    """The first of `names` that changes the default exactly as `name` does (the same run, so
-    the same numbers: the pipeline is deterministic), if any. E.g. the ``original`` preset,
-    while the default differs from it only in the loss normalisation, is ``loss_global_batch``."""
-    mine = changes(name, base)
-    return next((other for other in names if other != name and changes(other, base) == mine), None)
+def run_key(name: str, base: dict, fixed: dict | None = None, minutes: float | None = None) -> str:
+    """What the variant's row measures, as a short digest: the params its pipeline runs on (the
+    default's, `base`, with the variant's changes and the `fixed` overrides of a smoke run) and
+    its budget (`minutes`; None: the default's own). Rows are found by it, not by name, so one
+    run serves every variant that runs the same params (the ``original`` preset, at a default
+    that sets every knob it sets as it does, is the default), and after the default changes, a
+    row measured at the previous one still counts where its params recur: the previous default
+    (loss normalised per micro-batch) is now the variant ``loss_micro_batch``."""
+    sections = {section: base[section] for section in RUN_SECTIONS}
+    overrides = {k: v for k, v in {**(fixed or {}), **VARIANTS[name]}.items() if k != "one_cycle"}
+    identity = {
+        "params": with_overrides(sections, overrides),
+        "one_cycle": bool(VARIANTS[name].get("one_cycle")),
+        "minutes": minutes,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def same_run(name: str, keys: dict[str, str]) -> str | None:
+    """The first other variant whose run is `name`'s (`keys`: each variant's run_key), if any;
+    the default is its own (a variant that changes nothing at this default is "= default")."""
+    if name == "default":
+        return None
+    return next((other for other in VARIANTS if other != name and keys[other] == keys[name]), None)
 
 
 def run_variant(
@@ -185,10 +213,12 @@ def run_variant(
     budget_s: float | None,
     fixed: dict,
     default_rate: float | None = None,
+    run: str = "",
 ) -> dict[str, str]:
     """One row: calibrate, pretrain for `budget_s` (None: the default's max_steps), fine-tune
     and evaluate. A variant that costs what the default costs per step runs at `default_rate`
-    (the default's calibrated seconds per step) instead of calibrating its own."""
+    (the default's calibrated seconds per step) instead of calibrating its own; `run`: the
+    row's run_key."""
     overrides = {**fixed, **{k: v for k, v in VARIANTS[name].items() if k != "one_cycle"}}
     if not (name == "default" or changes_shape(name)):
         overrides["finetune.inits"] = ["pretrained"]
@@ -212,19 +242,20 @@ def run_variant(
     }
     write_params(project, base, overrides)
     seconds = repro(project, "evaluate")
-    row = make_row(name, steps, results(project), _commit(), str(date.today()), machine())
+    row = make_row(name, run, steps, results(project), _commit(), str(date.today()), machine())
     print(f"{name}: {steps} steps, {seconds:.0f} s", file=sys.stderr, flush=True)
     return row
 
 
 def make_row(
-    name: str, steps: int, found: dict, commit: str, day: str, machine: str
+    name: str, run: str, steps: int, found: dict, commit: str, day: str, machine: str
 ) -> dict[str, str]:
     """A results row from a run's `results()`."""
     heldout = found["pretrain"]["heldout"]
     pretrained, pretrained_std = average(found["eval"], "pretrained")
     row = {
         "variant": name,
+        "run": run,
         "date": day,
         "machine": machine,
         "commit": commit,
@@ -274,7 +305,13 @@ def committed_default(base: dict) -> dict[str, str] | None:
     if not commit:
         return None
     row = make_row(
-        "default", base["pretrain"]["max_steps"], results(ROOT), commit, day, "the committed run"
+        "default",
+        run_key("default", base),
+        base["pretrain"]["max_steps"],
+        results(ROOT),
+        commit,
+        day,
+        "the committed run",
     )
     print(f"default: the committed run ({commit}, {day})", file=sys.stderr)
     return row
@@ -287,21 +324,24 @@ def _commit() -> str:
 
 
 def read_rows(path: Path) -> dict[str, dict[str, str]]:
-    """The rows measured so far, by variant (none when the file does not exist)."""
-    return {row["variant"]: row for row in read_tsv(path, FIELDS, "an ablation results file")}
+    """The rows measured so far, by run_key (none when the file does not exist); rows measured
+    at an earlier default stay in the file."""
+    return {row["run"]: row for row in read_tsv(path, FIELDS, "an ablation results file")}
 
 
 def write_rows(path: Path, rows: dict[str, dict[str, str]]) -> None:
-    """All rows, in VARIANTS order (unknown variants kept at the end), written atomically."""
-    order = [name for name in VARIANTS if name in rows] + [n for n in rows if n not in VARIANTS]
-    write_tsv(path, FIELDS, (rows[name] for name in order))
+    """All rows, in the order of their variants' names in VARIANTS (others at the end, in the
+    order kept), written atomically."""
+    order = {name: index for index, name in enumerate(VARIANTS)}
+    ranked = sorted(rows.values(), key=lambda row: order.get(row["variant"], len(order)))
+    write_tsv(path, FIELDS, ranked)
 
 
 def pooled_std(rows: Iterable[dict[str, str]]) -> float:
     """The seed std of a pretrained test average, pooled over rows (root mean variance): three
-    seeds give each row's own std two degrees of freedom, too few to judge one row by. A twin's
-    copied row is one measurement, counted once."""
-    unique = {tuple(v for k, v in row.items() if k != "variant"): row for row in rows}
+    seeds give each row's own std two degrees of freedom, too few to judge one row by. A run
+    that serves several variants is one measurement, counted once."""
+    unique = {row["run"]: row for row in rows}
     variances = [float(row["pretrained_std"]) ** 2 for row in unique.values()]
     return math.sqrt(sum(variances) / len(variances)) if variances else 0.0
 
@@ -314,7 +354,7 @@ def versus_default(
     than two standard errors from 0."""
     if default is None:
         return "–"
-    if row is default:
+    if row["run"] == default["run"]:
         return "0"
     delta = float(row["pretrained"]) - float(default["pretrained"])
     error = std * math.sqrt(2 / max(1, seeds))
@@ -322,19 +362,28 @@ def versus_default(
     return f"**{text}**" if abs(delta) > 2 * error else text
 
 
-def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = None) -> str:
-    """The docs table: every variant, measured or not; the scratch of a non-shape row is the
-    default's; `seeds`: fine-tuning seeds per average (for the difference's standard error);
-    with `base` (params.yaml), a row that is the same run as another says so."""
-    default_scratch = rows.get("default", {})
-    std = pooled_std(rows.values())
+def table(
+    rows: dict[str, dict[str, str]],
+    base: dict,
+    seeds: int = 3,
+    fixed: dict | None = None,
+    minutes: float | None = None,
+) -> str:
+    """The docs table at the default `base` (params.yaml): every variant, measured or not, each
+    with the row of its run (`rows`: by run_key); a variant whose run is another's says so; the
+    scratch of a non-shape row is the default's; `seeds`: fine-tuning seeds per average (for the
+    difference's standard error). Rows of runs no variant makes at this default are left out."""
+    keys = {name: run_key(name, base, fixed, minutes) for name in VARIANTS}
+    found = {name: rows[key] for name, key in keys.items() if key in rows}
+    default_scratch = found.get("default", {})
+    std = pooled_std(found.values())
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
     ]
     for name in VARIANTS:
-        row = rows.get(name)
-        same = twin(name, base, VARIANTS) if base is not None else None
+        row = found.get(name)
+        same = same_run(name, keys)
         label = f"{name} (= {same})" if same else name
         if row is None:
             lines.append(f"| {label} | not measured yet |" + " |" * (len(COLUMNS) - 2))
@@ -357,19 +406,19 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
                     row["over_unigram"],
                     row["nsp_accuracy"] or "–",
                     f"{row['pretrained']} ± {row['pretrained_std']}",
-                    versus_default(row, rows.get("default"), seeds, std),
+                    versus_default(row, found.get("default"), seeds, std),
                     scratch,
                 ]
             )
             + " |"
         )
-    measured = [rows[name] for name in VARIANTS if name in rows]
+    measured = list({row["run"]: row for row in found.values()}.values())
     dates = sorted({row["date"] for row in measured})
     machines = sorted({row["machine"] for row in measured})
     budgets = [float(row["budget_s"]) for row in measured]
     header = (
         f"Measured {', '.join(dates) or 'never'} on {', '.join(machines) or '-'}; "
-        f"{len(measured)} of {len(VARIANTS)} variants; pretraining "
+        f"{len(found)} of {len(VARIANTS)} variants; pretraining "
         + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
         f"{seeds} seeds; Δ: ± the standard error of the difference (from the seed std pooled "
@@ -379,6 +428,29 @@ def table(rows: dict[str, dict[str, str]], seeds: int = 3, base: dict | None = N
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
     )
     return "\n".join([header, "", *lines])
+
+
+def to_measure(
+    names: Iterable[str],
+    rerun: Iterable[str],
+    rows: dict[str, dict[str, str]],
+    keys: dict[str, str],
+) -> list[str]:
+    """The variants of `names` to run (`keys`: each variant's run_key): those whose run has no
+    row yet, and those in `rerun`; one variant per run (another with the same run shares its
+    row). Says on stderr which are kept and under what name they were measured."""
+    todo: list[str] = []
+    for name in names:
+        row = rows.get(keys[name])
+        if row is not None and name not in rerun:
+            measured_as = "" if row["variant"] == name else f", measured as {row['variant']}"
+            print(
+                f"{name}: kept from {row['date']}{measured_as} (--rerun to measure again)",
+                file=sys.stderr,
+            )
+        elif not any(keys[other] == keys[name] for other in todo):
+            todo.append(name)
+    return todo
 
 
 def main() -> None:
@@ -410,34 +482,20 @@ def main() -> None:
     # a smoke run's numbers mean nothing: they stay out of the results unless --output says so
     output = args.output or (None if args.smoke else RESULTS)
     rows = read_rows(output) if output else {}
-    todo = [name for name in args.variants if name not in rows or name in args.rerun]
-    for name in args.variants:
-        if name not in todo:
-            print(
-                f"{name}: kept from {rows[name]['date']} (--rerun to measure again)",
-                file=sys.stderr,
-            )
     base = read_params(ROOT)
-    for name in list(todo):
-        other = twin(name, base, [n for n in rows if n not in todo])
-        if other is not None:
-            # the same params as a measured row: the same run, so its numbers
-            rows[name] = rows[other] | {"variant": name}
-            todo.remove(name)
-            print(f"{name}: the same run as {other} at this default; its row", file=sys.stderr)
-            if output:
-                write_rows(output, rows)
+    fixed = smoke_base(base) if args.smoke else {}
+    keys = {name: run_key(name, base, fixed, args.minutes) for name in VARIANTS}
+    todo = to_measure(args.variants, args.rerun, rows, keys)
     if "default" in todo and args.minutes is None and not args.smoke:
         # at its own budget the default row is the committed pipeline run, when that is current
         committed = committed_default(base)
         if committed is not None:
-            rows["default"] = committed
+            rows[keys["default"]] = committed
             todo.remove("default")
             if output:
                 write_rows(output, rows)
     if todo:
         with project_copy(args.keep) as project:  # its params.yaml is `base` until a run writes it
-            fixed = smoke_base(base) if args.smoke else {}
             budget_s = None if args.minutes is None else 60 * args.minutes
             rate = None
             if todo != ["default"] or budget_s is not None:
@@ -450,10 +508,10 @@ def main() -> None:
             for name in todo:
                 # at the default's own budget, the default row is the committed params as they are
                 own = None if name == "default" and args.minutes is None else budget_s
-                rows[name] = run_variant(project, base, name, own, fixed, rate)
+                rows[keys[name]] = run_variant(project, base, name, own, fixed, rate, keys[name])
                 if output:
                     write_rows(output, rows)
-    text = table(rows, len(base["finetune"]["seeds"]), base)
+    text = table(rows, base, len(base["finetune"]["seeds"]), fixed, args.minutes)
     print(text)
     if args.write_docs:
         replace_section(ROOT / "docs/pretrain.md", "ablate_pretrain", text)

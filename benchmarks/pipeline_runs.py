@@ -81,8 +81,8 @@ def read_params(project: Path) -> dict[str, Any]:
     return yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
 
 
-def write_params(project: Path, params: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
-    """params.yaml = `params` with each dotted key of `overrides` set (a fresh copy each time)."""
+def with_overrides(params: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A fresh copy of `params` with each dotted key of `overrides` set."""
     values = json.loads(json.dumps(params))
     for dotted, value in overrides.items():
         *parents, leaf = dotted.split(".")
@@ -90,6 +90,12 @@ def write_params(project: Path, params: Mapping[str, Any], overrides: Mapping[st
         for key in parents:
             node = node[key]
         node[leaf] = value
+    return values
+
+
+def write_params(project: Path, params: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """params.yaml = `params` with each dotted key of `overrides` set."""
+    values = with_overrides(params, overrides)
     (project / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False), "utf-8")
 
 

@@ -36,10 +36,11 @@ def grid():
     return _script("finetune_grid")
 
 
-def _row(ablation, name: str, scratch: str = "") -> dict[str, str]:
+def _row(ablation, name: str, scratch: str = "", run: str | None = None) -> dict[str, str]:
     row = dict.fromkeys(ablation.FIELDS, "1")
     return row | {
         "variant": name,
+        "run": run or f"run-of-{name}",
         "date": "2026-11-27",
         "machine": "vm (x86_64)",
         "budget_s": "330",
@@ -51,9 +52,25 @@ def _row(ablation, name: str, scratch: str = "") -> dict[str, str]:
     }
 
 
+def _base(ablation, normalisation: str = "global_batch") -> dict:
+    """params.yaml with the default's loss normalisation set (the first ablation's rows were
+    measured at micro_batch; the default is global_batch since)."""
+    base = ablation.read_params(REPO_ROOT)
+    return base | {"pretrain": base["pretrain"] | {"mlm_loss_normalisation": normalisation}}
+
+
+def _measured(ablation, base: dict, rows: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """`rows` (by variant) as the results file holds them: by the run each variant makes."""
+    keys = {name: ablation.run_key(name, base) for name in rows}
+    return {keys[name]: row | {"run": keys[name]} for name, row in rows.items()}
+
+
 def test_rows_round_trip_in_variant_order(ablation, tmp_path):
     path = tmp_path / "ablate.tsv"
-    rows = {"nsp_off": _row(ablation, "nsp_off"), "default": _row(ablation, "default", "0.258")}
+    rows = {
+        "run-of-nsp_off": _row(ablation, "nsp_off"),
+        "run-of-default": _row(ablation, "default", "0.258"),
+    }
     ablation.write_rows(path, rows)
     assert ablation.read_rows(path) == rows
     assert [line.split("\t")[0] for line in path.read_text().splitlines()[1:]] == [
@@ -63,16 +80,22 @@ def test_rows_round_trip_in_variant_order(ablation, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, nothing left behind
 
 
+def _lines(text: str) -> dict[str, str]:
+    return {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+
+
 def test_the_table_lists_every_variant_and_borrows_the_default_scratch(ablation):
+    base = _base(ablation)
     rows = {"default": _row(ablation, "default", "0.258"), "nsp_off": _row(ablation, "nsp_off")}
-    text = ablation.table(rows)
-    lines = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    text = ablation.table(_measured(ablation, base, rows), base)
+    lines = _lines(text)
     assert "= default (0.258)" in lines["nsp_off"]
     assert "0.258 ± 0.012" in lines["default"]
     assert "| – |" in lines["nsp_off"]  # no NSP head, no NSP accuracy
-    unmeasured = [name for name in ablation.VARIANTS if name not in rows]
-    assert all("not measured yet" in lines[name] for name in unmeasured)
-    assert f"2 of {len(ablation.VARIANTS)} variants" in text
+    unmeasured = [name for name in lines if name in ablation.VARIANTS and name not in rows]
+    assert unmeasured and all("not measured yet" in lines[name] for name in unmeasured)
+    # three variants have a row: original is the default's run
+    assert f"3 of {len(ablation.VARIANTS)} variants" in text
     assert "5.5-5.5 min" in text
 
 
@@ -83,14 +106,16 @@ def test_the_difference_from_the_default_is_bold_only_beyond_two_standard_errors
     # one row's small std does not make its neighbours significant: the std is pooled
     std = ablation.pooled_std([default, close, far])
     assert std == pytest.approx(((0.003**2 + 2 * 0.015**2) / 3) ** 0.5)
-    twin = far | {"variant": "original"}  # a copied row counts once
-    assert ablation.pooled_std([default, close, far, twin]) == pytest.approx(std)
+    shared = far | {"variant": "original"}  # one run serving two variants counts once
+    assert ablation.pooled_std([default, close, far, shared]) == pytest.approx(std)
     # se = std * sqrt(2 / 3) = 0.0102
     assert ablation.versus_default(close, default, 3, std) == "+0.015 ± 0.010"
     assert ablation.versus_default(far, default, 3, std) == "**+0.040 ± 0.010**"
     assert ablation.versus_default(default, default, 3, std) == "0"
     assert ablation.versus_default(close, None, 3, std) == "–"
-    text = ablation.table({"default": default, "mask_30": far, "lr_3e-3": close}, seeds=3)
+    base = _base(ablation)
+    rows = _measured(ablation, base, {"default": default, "mask_30": far, "lr_3e-3": close})
+    text = ablation.table(rows, base, seeds=3)
     assert (
         "**+0.040 ± 0.010**" in text and "3 seeds" in text and "pooled over the rows, 0.012" in text
     )
@@ -106,26 +131,60 @@ def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_p
 def test_only_rows_that_keep_the_step_cost_skip_calibration(ablation):
     base = ablation.read_params(REPO_ROOT)
     same = {name for name in ablation.VARIANTS if ablation.same_cost(name, base)}
-    assert {"default", "lr_3e-4", "lr_3e-3", "one_cycle", "loss_global_batch"} <= same
+    assert {"default", "lr_3e-4", "lr_3e-3", "one_cycle"} <= same
     assert not same & {"nsp_off", "mask_30", "seq_64", "shape_small", "global_batch_16"}
     # the preset changes the default only where params.yaml differs from it
     assert ("original" in same) == (set(ablation.changes("original", base)) <= ablation.SAME_COST)
 
 
-def test_a_variant_that_changes_the_default_as_another_does_is_that_run(ablation):
-    base = ablation.read_params(REPO_ROOT)
-    micro = base | {"pretrain": base["pretrain"] | {"mlm_loss_normalisation": "micro_batch"}}
-    assert ablation.changes("original", micro) == {
-        "pretrain.mlm_loss_normalisation": "global_batch"
-    }
-    assert ablation.twin("original", micro, ablation.VARIANTS) == "loss_global_batch"
-    assert ablation.twin("nsp_off", micro, ablation.VARIANTS) is None
-    rows = {"loss_global_batch": _row(ablation, "loss_global_batch")}
-    text = ablation.table(rows, 3, micro)
-    assert "| original (= loss_global_batch) | not measured yet |" in text
+def test_variants_that_run_the_same_params_share_one_row(ablation, capsys):
+    base = _base(ablation, "global_batch")  # the original preset in every knob it sets
+    keys = {name: ablation.run_key(name, base) for name in ablation.VARIANTS}
+    assert len(set(keys.values())) == len(keys) - 1  # only original and the default meet
+    assert keys["original"] == keys["default"] != keys["loss_micro_batch"]
+    assert ablation.same_run("original", keys) == "default"
+    assert ablation.same_run("default", keys) is None  # the default is its own
+    assert ablation.same_run("nsp_off", keys) is None
+    rows = _measured(ablation, base, {"default": _row(ablation, "default")})
+    lines = _lines(ablation.table(rows, base))
+    assert "not measured yet" not in lines["original (= default)"]
+    # one run is measured for both, and a kept row serves every variant that runs it
+    assert ablation.to_measure(["default", "original", "nsp_off"], [], {}, keys) == [
+        "default",
+        "nsp_off",
+    ]
+    renamed = {key: row | {"variant": "original"} for key, row in rows.items()}
+    assert ablation.to_measure(["default", "nsp_off"], [], renamed, keys) == ["nsp_off"]
+    assert "default: kept from 2026-11-27, measured as original" in capsys.readouterr().err
+    assert ablation.to_measure(["original"], ["original"], rows, keys) == ["original"]  # --rerun
     # without NSP in the default, the preset's nsp: true is a change of its own
-    no_nsp = micro | {"examples": micro["examples"] | {"nsp": False}}
-    assert ablation.twin("original", no_nsp, ablation.VARIANTS) is None
+    no_nsp = base | {"examples": base["examples"] | {"nsp": False}}
+    assert ablation.run_key("original", no_nsp) != ablation.run_key("default", no_nsp)
+    # the budget and a smoke run's overrides are part of the run
+    assert ablation.run_key("default", base, minutes=10) != keys["default"]
+    assert ablation.run_key("default", base, {"pretrain.max_steps": 10}) != keys["default"]
+
+
+def test_rows_measured_at_a_previous_default_serve_the_runs_that_recur(ablation):
+    micro, whole = _base(ablation, "micro_batch"), _base(ablation, "global_batch")
+    # the previous default's original run is the current default; its default, loss_micro_batch
+    assert ablation.run_key("original", micro) == ablation.run_key("default", whole)
+    assert ablation.run_key("default", micro) == ablation.run_key("loss_micro_batch", whole)
+    old = _measured(
+        ablation,
+        micro,
+        {
+            "default": _row(ablation, "default", "0.356") | {"pretrained": "0.361"},
+            "original": _row(ablation, "original") | {"pretrained": "0.357"},
+            "nsp_off": _row(ablation, "nsp_off"),
+        },
+    )
+    lines = _lines(ablation.table(old, whole))
+    assert "0.357 ± 0.017" in lines["default"]
+    assert "0.357 ± 0.017" in lines["original (= default)"]
+    assert "0.361 ± 0.017" in lines["loss_micro_batch"]
+    # nsp_off was one change from the previous default: two from this one, so not its row
+    assert "not measured yet" in lines["nsp_off"]
 
 
 def test_the_default_row_reads_the_committed_run(ablation):
@@ -133,7 +192,9 @@ def test_the_default_row_reads_the_committed_run(ablation):
         "pretrain": json.loads((REPO_ROOT / "metrics/pretrain.json").read_text()),
         "eval": json.loads((REPO_ROOT / "metrics/eval.json").read_text()),
     }
-    row = ablation.make_row("default", 1400, found, "abc1234", "2026-11-27", "the committed run")
+    row = ablation.make_row(
+        "default", "0123456789ab", 1400, found, "abc1234", "2026-11-27", "the committed run"
+    )
     heldout = found["pretrain"]["heldout"]
     assert row["mlm_accuracy"] == f"{heldout['mlm_accuracy']:.3f}"
     assert row["budget_s"] == f"{found['pretrain']['train']['seconds']:.0f}"
