@@ -1,5 +1,6 @@
-"""The pretrain stage's CPU speed, variant against variant: DeepSpeed's shared-memory op, or
-(`--unpad`) padded against unpadded batches.
+"""The pretrain stage's CPU speed, variant against variant: DeepSpeed's shared-memory op,
+(`--unpad`) padded against unpadded batches, or (`--loss-normalisation`) the MLM loss
+normalised per micro-batch against over the global batch.
 
 Every run is the stage itself (stages/pretrain.py, 2 processes over gloo) in a temporary
 project; the variants alternate, `--repeats` times each, so machine noise hits them alike; each
@@ -21,6 +22,12 @@ and the final evaluation not included) and its seconds per step.
 
     .venv/bin/python benchmarks/bench_pretrain_ops.py [--steps 200] [--repeats 3]
     .venv/bin/python benchmarks/bench_pretrain_ops.py --unpad [--steps 200] [--repeats 3]
+
+`--loss-normalisation` — does `pretrain.mlm_loss_normalisation: global_batch` (one extra
+all-reduce of the step's masked-token count before its first backward) slow the default
+pipeline's pretraining? The same runs as `--unpad`, with the two normalisations as variants.
+
+    .venv/bin/python benchmarks/bench_pretrain_ops.py --loss-normalisation [--steps 200]
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ HOOKS = {  # run at interpreter start in every process of the job (sitecustomize
     "skipped, same hook": "import bertforge.pretrain.ops as ops\n",
 }
 UNPAD_VARIANTS = {"padded": {"unpad": False}, "unpadded": {"unpad": True}}
+LOSS_VARIANTS = {
+    "micro_batch": {"mlm_loss_normalisation": "micro_batch"},
+    "global_batch": {"mlm_loss_normalisation": "global_batch"},
+}
 
 
 def run(project: Path, store: Path, hook: str | None = None) -> tuple[float, dict[str, Any], str]:
@@ -123,13 +134,15 @@ def default_pipeline_project(directory: Path, steps: int, overrides: dict[str, A
     return directory
 
 
-def compare_unpad(args: argparse.Namespace, tmp: Path) -> Results:
+def compare_pipeline_variants(args: argparse.Namespace, tmp: Path) -> Results:
+    """The default pipeline's pretraining, the variants of `--unpad` or `--loss-normalisation`
+    alternating."""
     if not (ROOT / "data/examples/meta.json").is_file():
         raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
     store = tmp / "mlflow.db"
     projects = {
         name: default_pipeline_project(tmp / name, args.steps, overrides)
-        for name, overrides in UNPAD_VARIANTS.items()
+        for name, overrides in (UNPAD_VARIANTS if args.unpad else LOSS_VARIANTS).items()
     }
     run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
     results: Results = {name: [] for name in projects}
@@ -144,7 +157,8 @@ def compare_unpad(args: argparse.Namespace, tmp: Path) -> Results:
         f"default pipeline's pretraining: {pretrain['processes']} processes, hidden "
         f"{model['hidden_size']}, {model['num_hidden_layers']} layers, global batch "
         f"{pretrain['global_batch_size']}, length_bucket_batches "
-        f"{pretrain['length_bucket_batches']}, unpad_attention {pretrain['unpad_attention']}; "
+        f"{pretrain['length_bucket_batches']}, unpad_attention {pretrain['unpad_attention']}, "
+        f"mlm_loss_normalisation {pretrain['mlm_loss_normalisation']} (where not the variant); "
         f"{args.steps} steps per run; {os.cpu_count()} CPUs; data/examples/train"
     )
     return results
@@ -153,15 +167,19 @@ def compare_unpad(args: argparse.Namespace, tmp: Path) -> Results:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--unpad", action="store_true", help="padded against unpadded batches")
+    parser.add_argument(
+        "--loss-normalisation", action="store_true", help="MLM loss per micro-batch against global"
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = (compare_unpad if args.unpad else compare_shm_op)(args, Path(tmp))
+        pipeline = args.unpad or args.loss_normalisation
+        results = (compare_pipeline_variants if pipeline else compare_shm_op)(args, Path(tmp))
     columns = ["stage wall s", "tokens/s (training loop)"]
-    if args.unpad:
+    if pipeline:
         columns.append("s/step (training loop)")
-    first = "batches" if args.unpad else "shm op"
+    first = "batches" if args.unpad else "MLM loss" if args.loss_normalisation else "shm op"
     print(f"| {first} | " + " | ".join(f"{column}, median" for column in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, rows in results.items():
@@ -173,6 +191,10 @@ def main() -> None:
         padded = statistics.median(row[1] for row in results["padded"])
         unpadded = statistics.median(row[1] for row in results["unpadded"])
         print(f"unpadded / padded, training tokens/s (medians): {unpadded / padded:.3f}x")
+    if args.loss_normalisation:
+        micro = statistics.median(row[1] for row in results["micro_batch"])
+        whole = statistics.median(row[1] for row in results["global_batch"])
+        print(f"global_batch / micro_batch, training tokens/s (medians): {whole / micro:.3f}x")
 
 
 if __name__ == "__main__":
