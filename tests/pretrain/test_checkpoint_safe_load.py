@@ -49,7 +49,7 @@ def trained_engine(project: Path, device: torch.device, zero_stage: int, precisi
     engine, optimizer = build_engine(model, params, inputs.accumulation, device)
     collate = cpu_collator(ExampleSplit.load(project / "data/examples/train"))
     batches = [collate(np.arange(0, 8)), collate(np.arange(8, 16))]
-    train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0)
+    train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0, "micro_batch")
     return engine, optimizer
 
 

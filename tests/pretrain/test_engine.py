@@ -56,7 +56,7 @@ def test_bf16_trains_with_fp32_master_weights_and_fp32_gradient_accumulation(
     before = consolidated_state_dict(engine.module)
     losses = []
     for _ in range(3):
-        result = train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0)
+        result = train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0, "micro_batch")
         assert not result.skipped and np.isfinite(result.grad_norm)
         losses.append(result.sums["loss"])
     assert losses[-1] < losses[0]

@@ -50,7 +50,7 @@ def test_a_nonfinite_loss_skips_the_update_and_the_next_step_trains(
     batches = [collate(np.arange(0, 8)), collate(np.arange(8, 16))]
 
     def step() -> StepResult:
-        return train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0)
+        return train_step(engine, optimizer, batches, 1e-3, lambda batch: 0.0, "micro_batch")
 
     assert not step().skipped  # a real update first, so the optimizer has state to protect
     weights, moments = consolidated_state_dict(engine.module), optimizer_state(optimizer)

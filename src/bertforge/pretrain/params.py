@@ -72,7 +72,7 @@ class PretrainParams:
     decay_power: float = 1.0
     gradient_clipping: float = 1.0
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    mlm_loss_normalisation: Literal["micro_batch", "global_batch"] = "micro_batch"
+    mlm_loss_normalisation: Literal["micro_batch", "global_batch"] = "global_batch"
     unpad: bool = False  # micro-batches of real tokens only (cumulative lengths), no padding
     unpad_attention: Literal["auto", "padded-sdpa", "nested-sdpa", "flash-attn"] = "auto"
     max_steps: int = 1400

@@ -42,7 +42,7 @@ def train_step(
     micro_batches: Sequence[Mapping[str, torch.Tensor]],
     lr: float,
     flops_of: Callable[[Mapping[str, torch.Tensor]], float],
-    mlm_loss_normalisation: str = "micro_batch",
+    mlm_loss_normalisation: str,
 ) -> StepResult:
     """One optimizer step over `micro_batches`, skipped on every rank if any loss is not finite.
 
