@@ -212,8 +212,8 @@ def run_variant(
     name: str,
     budget_s: float | None,
     fixed: dict,
-    default_rate: float | None = None,
-    run: str = "",
+    default_rate: float | None,
+    run: str,
 ) -> dict[str, str]:
     """One row: calibrate, pretrain for `budget_s` (None: the default's max_steps), fine-tune
     and evaluate. A variant that costs what the default costs per step runs at `default_rate`
