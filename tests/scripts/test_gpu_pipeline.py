@@ -1,0 +1,47 @@
+"""benchmarks/gpu_pipeline.py's CPU rehearsal (`--tiny`): the chain that the GPU check runs on
+a lent machine, whose device minutes are too few to find out there that the script broke."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support import REPO_ROOT, stage_env
+
+REHEARSAL_TIMEOUT_S = 600
+
+
+def test_the_tiny_chain_fine_tunes_at_each_rate_and_keeps_the_best_on_dev(tmp_path):
+    out = tmp_path / "summary.json"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "benchmarks/gpu_pipeline.py"),
+        "--tiny",
+        "--tasks",
+        "supersense",
+        "--lrs",
+        "1e-3",
+        "1e-4",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=stage_env(), timeout=REHEARSAL_TIMEOUT_S
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert summary["device"] == "cpu"
+    assert set(summary["seconds"]) >= {"ingest", "vocab", "examples", "pretrain", "finetune"}
+    assert 0 < summary["pretrain"]["summary"]["heldout"]["mlm_accuracy"] < 1
+    scores = summary["finetune"]["supersense"]
+    for init in ("pretrained", "scratch"):
+        runs = scores[f"{init}_runs"]
+        assert set(runs) == {"0.001", "0.0001"}
+        best = max(runs, key=lambda lr: runs[lr]["dev"])
+        assert scores[init] == runs[best]["test"]
+    assert 0 <= scores["majority"] <= scores["bag_of_words"] <= 1
+    assert summary["finetune_test_average"] == {
+        model: round(scores[model], 4)
+        for model in ("pretrained", "scratch", "majority", "bag_of_words")
+    }
