@@ -263,8 +263,11 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     args = parser.parse_args()
+    # refused before any run, in one line
     if args.smoke and args.model:
-        parser.error("--model is the default encoder; --smoke pretrains a tiny one of its own")
+        sys.exit("error: --model is the default encoder; --smoke pretrains a tiny one of its own")
+    if args.smoke and args.write_docs:
+        sys.exit("error: --write-docs with --smoke: a smoke run's numbers mean nothing")
     # a smoke run's numbers mean nothing: they stay out of the results unless --output says so
     output = args.output or (None if args.smoke else RESULTS)
     rows = read_rows(output) if output else {}
@@ -316,8 +319,6 @@ def main() -> None:
     text = table(rows, recipe(section, {}))
     print(text)
     if args.write_docs:
-        if args.smoke:
-            sys.exit("error: --write-docs with --smoke: a smoke run's numbers mean nothing")
         replace_section(ROOT / "docs/finetune.md", "finetune_grid", text)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 
 import pytest
@@ -274,3 +275,22 @@ def test_a_file_that_is_not_a_grid_results_file_is_one_line_naming_it(grid, tmp_
     path.write_text("lr\tbatch\n0.001\t32\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"grid\.tsv: not a fine-tuning grid results file"):
         grid.read_rows(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--write-docs"], "error: --write-docs with --smoke: a smoke run's numbers mean nothing"),
+        (["--model", "data/pretrained/model"], "error: --model is the default encoder"),
+    ],
+)
+def test_the_grid_refuses_a_smoke_run_it_cannot_use_before_running(flags, message):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/finetune_grid.py"), "--smoke", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message)
