@@ -180,6 +180,13 @@ def same_cost(name: str, base: dict) -> bool:
     return set(changes(name, base)) <= SAME_COST
 
 
+def overrides_of(name: str, fixed: dict | None = None) -> dict[str, object]:
+    """The dotted params.yaml settings the variant's pipeline runs with beyond the default's:
+    the `fixed` overrides of a smoke run, then the variant's own (``one_cycle`` is not a param:
+    it shapes the warmup `run_variant` sets)."""
+    return {k: v for k, v in {**(fixed or {}), **VARIANTS[name]}.items() if k != "one_cycle"}
+
+
 def run_key(name: str, base: dict, fixed: dict | None = None, minutes: float | None = None) -> str:
     """What the variant's row measures, as a short digest: the params its pipeline runs on (the
     default's, `base`, with the variant's changes and the `fixed` overrides of a smoke run) and
@@ -189,9 +196,8 @@ def run_key(name: str, base: dict, fixed: dict | None = None, minutes: float | N
     row measured at the previous one still counts where its params recur: the previous default
     (loss normalised per micro-batch) is now the variant ``loss_micro_batch``."""
     sections = {section: base[section] for section in RUN_SECTIONS}
-    overrides = {k: v for k, v in {**(fixed or {}), **VARIANTS[name]}.items() if k != "one_cycle"}
     identity = {
-        "params": with_overrides(sections, overrides),
+        "params": with_overrides(sections, overrides_of(name, fixed)),
         "one_cycle": bool(VARIANTS[name].get("one_cycle")),
         "minutes": minutes,
     }
@@ -219,7 +225,7 @@ def run_variant(
     and evaluate. A variant that costs what the default costs per step runs at `default_rate`
     (the default's calibrated seconds per step) instead of calibrating its own; `run`: the
     row's run_key."""
-    overrides = {**fixed, **{k: v for k, v in VARIANTS[name].items() if k != "one_cycle"}}
+    overrides = overrides_of(name, fixed)
     if not (name == "default" or changes_shape(name)):
         overrides["finetune.inits"] = ["pretrained"]
     if budget_s is None:
