@@ -4,22 +4,30 @@ stage functions, in a temporary working copy. For machines that have torch (CUDA
 mlflow (benchmarks/gpu_check.sh runs it there); on CPU, `--tiny` rehearses the same path.
 
     python benchmarks/gpu_pipeline.py --out summary.json                     # GPU: bf16 BERT-small
+    python benchmarks/gpu_pipeline.py --out summary.json --seeds 0 1 2 --workers 6
     python benchmarks/gpu_pipeline.py --tiny --out /tmp/summary.json         # CPU rehearsal
 
 Prints and writes a JSON summary: each step's seconds, pretraining throughput (real tokens/s,
 MFU) and held-out MLM/NSP accuracy against the unigram baseline, and each task's test metric for
-the pretrained and the from-scratch encoder (one seed each: a smoke check of quality, not the
-report; `make repro` gives that, with seed spreads), beside the evaluate stage's majority and
+the pretrained and the from-scratch encoder beside the evaluate stage's majority and
 bag-of-words baselines fit on the same training subset. With `--lrs`, each (task, init) is
-fine-tuned at every learning rate listed and keeps the one with the best dev score (test is
-reported for that one; a recipe sized for the CPU default model need not suit a larger one).
-Fine-tuning runs where `bertforge.finetune.train` puts it: the GPU when there is one. The
-summary file is rewritten after every step, so a run cut short by a time limit still leaves
-what it finished.
+fine-tuned at every learning rate listed and keeps the one with the best dev score, averaged
+over the seeds (test is reported for that one; a recipe sized for the CPU default model need not
+suit a larger one). With `--seeds`, every (task, init, rate) runs once per seed, and the kept
+runs are evaluated as the evaluate stage does (`bertforge.evaluate`: mean over seeds, standard
+errors from the test bootstrap and the seed spread, at-floor verdicts): the summary's
+"evaluation" is the stage's metrics/eval.json, and the report beside the summary (.md) its
+reports/eval.md. One seed is a smoke check of quality; three make a result. Fine-tuning runs
+where `bertforge.finetune.train` puts it: the GPU when there is one; `--workers N` trains N runs
+at once, one process each (on a GPU they share it: a small model's runs are bound by Python and
+kernel launches, so several at once keep the GPU busier). The summary file is rewritten after
+every step and every finished task, so a run cut short by a time limit still leaves what it
+finished.
 
-`--compare-unpad STEPS` then pretrains the same model twice more from fresh weights, STEPS steps
-each, with `pretrain.unpad` false and true (same batches, same params otherwise): the stage's
-own throughput padded against unpadded on the real examples, and how far their losses differ.
+`--compare-unpad STEPS` then pretrains the same model again from fresh weights, STEPS steps
+each, with `pretrain.unpad` false and true (same batches, same params otherwise; on CUDA
+unpadded twice, with the nested-sdpa and the padded-sdpa kernel): the stage's own throughput
+padded against unpadded on the real examples, and how far their losses differ.
 """
 
 from __future__ import annotations
@@ -44,6 +52,12 @@ sys.path.insert(0, str(REPO / "src"))
 
 from bertforge.constants import TASK_SPLITS  # noqa: E402
 from bertforge.evaluate.baselines import fit_baselines  # noqa: E402
+from bertforge.evaluate.report import render_report  # noqa: E402
+from bertforge.evaluate.results import (  # noqa: E402
+    EvaluateParams,
+    bootstrap_errors,
+    evaluate_results,
+)
 from bertforge.examples.params import ExamplesParams  # noqa: E402
 from bertforge.examples.write import check_inputs as check_examples_inputs  # noqa: E402
 from bertforge.examples.write import write_examples  # noqa: E402
@@ -59,6 +73,7 @@ from bertforge.finetune.train import train_seed  # noqa: E402
 from bertforge.ingest.params import IngestParams  # noqa: E402
 from bertforge.ingest.pipeline import ingest  # noqa: E402
 from bertforge.ingest.sources import resolve_sources  # noqa: E402
+from bertforge.parallel import ordered_parallel_map  # noqa: E402
 from bertforge.params import parse  # noqa: E402
 from bertforge.pretrain.inputs import check_inputs as check_pretrain_inputs  # noqa: E402
 from bertforge.pretrain.params import PretrainParams, PretrainPaths  # noqa: E402
@@ -99,22 +114,27 @@ def save(summary: dict[str, Any], out: Path) -> None:
 
 
 def compare_unpad(params: PretrainParams, steps: int) -> dict[str, Any]:
-    """The same pretraining, `steps` steps, padded and unpadded: throughput and loss agreement."""
+    """The same pretraining, `steps` steps, padded and unpadded (on CUDA with each of its two
+    unpadded kernels, nested-sdpa and padded-sdpa): throughput and loss agreement."""
     import torch
 
+    kernels = ["nested-sdpa", "padded-sdpa"] if torch.cuda.is_available() else ["padded-sdpa"]
+    variants = {"padded": (False, params.unpad_attention)} | {
+        f"unpadded {kernel}": (True, kernel) for kernel in kernels
+    }
     runs: dict[str, Any] = {}
     losses = {}
-    for unpad in (False, True):
-        name = "unpadded" if unpad else "padded"
+    for name, (unpad, kernel) in variants.items():
         run_params = dataclasses.replace(
             params,
             unpad=unpad,
+            unpad_attention=kernel,
             max_steps=steps,
             warmup_steps=max(1, steps // 10),
             checkpoint_every=steps,
             log_every=10,
         )
-        folder = Path("data/compare") / name
+        folder = Path("data/compare") / name.replace(" ", "-")
         paths = PretrainPaths(
             checkpoints=folder / "checkpoints",
             export=folder / "model",
@@ -131,13 +151,164 @@ def compare_unpad(params: PretrainParams, steps: int) -> dict[str, Any]:
         gc.collect()  # the finished run's engine, before the next one allocates
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    deviation = np.abs(losses["unpadded"] - losses["padded"]) / losses["padded"]
-    runs["unpadded_over_padded_tokens_per_s"] = (
-        runs["unpadded"]["tokens_per_s"] / runs["padded"]["tokens_per_s"]
-    )
-    runs["loss_max_relative_deviation"] = float(deviation.max())
-    runs["attention"] = params.unpad_attention
+    for kernel in kernels:
+        name = f"unpadded {kernel}"
+        deviation = np.abs(losses[name] - losses["padded"]) / losses["padded"]
+        runs[f"{name} over padded tokens_per_s"] = (
+            runs[name]["tokens_per_s"] / runs["padded"]["tokens_per_s"]
+        )
+        runs[f"{name} loss_max_relative_deviation"] = float(deviation.max())
     return runs
+
+
+# --- fine-tuning: every (task, init, learning rate, seed), in worker processes ----------------
+
+_WORKER: dict[str, Any] = {}  # a worker's params, export and encoded tasks (_start_finetune_worker)
+
+
+def _start_finetune_worker(
+    params: FinetuneParams, names: list[str], model_dir: Path, threads: int
+) -> None:
+    """Load the export and encode every task once per worker (or in this process)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    config = check_pretrained_export(
+        model_dir, Path("data/tokenizer/vocab.txt"), params.max_seq_length
+    )
+    tokenizer = load_export_tokenizer(model_dir)
+    tasks = {}
+    for name in names:
+        task = load_task(name, params.task(name))
+        encoded = {
+            split: encode_split(tokenizer, task, task.split(split), params.max_seq_length)
+            for split in TASK_SPLITS
+        }
+        tasks[name] = (task, encoded)
+    _WORKER.update(params=params, model_dir=model_dir, config=config, tasks=tasks)
+
+
+def _finetune_run(run: tuple[str, str, float, int]) -> dict[str, Any]:
+    """One (task, init, learning rate, seed): its metrics and test predictions (no weights)."""
+    name, init, lr, seed = run
+    task, encoded = _WORKER["tasks"][name]
+    params = dataclasses.replace(_WORKER["params"], learning_rate=lr)
+    _, result = train_seed(
+        task, encoded, init, seed, _WORKER["model_dir"], _WORKER["config"], params
+    )
+    return {
+        "init": init,
+        "seed": seed,
+        "best_epoch": result.best_epoch,
+        "dev": result.metrics["dev"],
+        "test": result.metrics["test"],
+        "test_predictions": result.predictions["test"],
+        "seconds": result.seconds,
+    }
+
+
+def summarize_task(
+    task: Any,
+    runs: dict[tuple[str, float, int], dict[str, Any]],
+    params: FinetuneParams,
+    learning_rates: list[float],
+    evaluate_params: EvaluateParams,
+) -> tuple[dict[str, Any], tuple[dict, list], dict, dict]:
+    """A task's learning rate per init (best mean dev score over the seeds), its scores beside
+    the baselines, and what evaluate_results needs: (task.json, seed metrics), the baselines
+    and the headline split's bootstrap errors."""
+    split = evaluate_params.headline_split
+    scores: dict[str, Any] = {}
+    chosen = {}
+    for init in params.inits:
+        tried = {
+            lr: {
+                part: float(np.mean([runs[init, lr, seed][part]["score"] for seed in params.seeds]))
+                for part in ("dev", "test")
+            }
+            for lr in learning_rates
+        }
+        chosen[init] = max(tried, key=lambda lr: tried[lr]["dev"])  # the first of equal ones
+        scores[init] = tried[chosen[init]][split]
+        scores[f"{init}_lr"] = chosen[init]
+        scores[f"{init}_runs"] = {str(lr): tried[lr] for lr in tried}
+    seed_metrics = [
+        {key: runs[init, chosen[init], seed][key] for key in ("init", "seed", "dev", "test")}
+        for init in params.inits
+        for seed in params.seeds
+    ]
+    baselines = fit_baselines(task)
+    scores |= {model: run.metrics[split]["score"] for model, run in baselines.items()}
+    predictions = {
+        init: [runs[init, chosen[init], seed][f"{split}_predictions"] for seed in params.seeds]
+        for init in params.inits
+    } | {model: [run.predictions[split]] for model, run in baselines.items()}
+    errors = bootstrap_errors(
+        task,
+        split,
+        predictions,
+        evaluate_params.bootstrap_resamples,
+        evaluate_params.bootstrap_seed,
+    )
+    return scores, (task.describe(), seed_metrics), baselines, errors
+
+
+def finetune_all(
+    summary: dict[str, Any],
+    args: argparse.Namespace,
+    params: FinetuneParams,
+    evaluate_params: EvaluateParams,
+    names: list[str],
+    model_dir: Path,
+) -> None:
+    """Fine-tune every (task, init, learning rate, seed) in `args.workers` processes (on a GPU
+    they share it), keep each (task, init)'s learning rate with the best mean dev score, and
+    evaluate as the evaluate stage does: summary["finetune"], ["evaluation"] and the report
+    beside `args.out` (.md). A task is summarised as soon as its runs are in."""
+    learning_rates = args.lrs or [params.learning_rate]
+    per_task = [
+        (init, lr, seed) for init in params.inits for lr in learning_rates for seed in params.seeds
+    ]
+    runs = [(name, *run) for name in names for run in per_task]
+    workers = min(args.workers, len(runs))
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    print(f"fine-tuning: {len(runs)} runs in {workers} process(es)", flush=True)
+    done: dict[str, dict[tuple[str, float, int], dict[str, Any]]] = {name: {} for name in names}
+    summary["finetune"] = {}
+    results, baselines, bootstrap = {}, {}, {}
+    outcomes = ordered_parallel_map(
+        _finetune_run,
+        runs,
+        workers,
+        initializer=_start_finetune_worker,
+        initargs=(params, names, model_dir, threads),
+        param="--workers",
+    )
+    for (name, init, lr, seed), outcome in zip(runs, outcomes, strict=True):
+        done[name][init, lr, seed] = outcome
+        print(
+            f"finetune {name} {init} lr {lr} seed {seed}: dev {outcome['dev']['score']:.4f}, "
+            f"test {outcome['test']['score']:.4f} ({outcome['seconds']:.0f} s)",
+            flush=True,
+        )
+        if len(done[name]) < len(per_task):
+            continue
+        task = load_task(name, params.task(name))
+        scores, results[name], baselines[name], bootstrap[name] = summarize_task(
+            task, done.pop(name), params, learning_rates, evaluate_params
+        )
+        summary["finetune"][name] = scores
+        save(summary, args.out)
+    finished = list(summary["finetune"].values())
+    summary["finetune_test_average"] = {
+        model: round(float(np.mean([scores[model] for scores in finished])), 4)
+        for model in (*params.inits, "majority", "bag_of_words")
+    }
+    evaluation = evaluate_results(
+        results, params.inits, params.seeds, evaluate_params.headline_split, baselines, bootstrap
+    )
+    summary["evaluation"] = evaluation
+    args.out.with_suffix(".md").write_text(render_report(evaluation), encoding="utf-8")
 
 
 def main() -> None:
@@ -149,6 +320,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", help="fine-tuning tasks (default: all)")
     parser.add_argument(
         "--lrs", type=float, nargs="+", help="fine-tuning learning rates, best on dev kept"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="fine-tuning seeds (default: 0)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="fine-tuning runs at once, one process each"
     )
     parser.add_argument("--examples-out", type=Path, help="keep a copy of data/examples here")
     parser.add_argument(
@@ -231,7 +408,7 @@ def main() -> None:
         }
         save(summary, args.out)
 
-        finetune_overrides: dict[str, Any] = {"seeds": [0], "processes": 1}
+        finetune_overrides: dict[str, Any] = {"seeds": args.seeds, "processes": 1}
         if args.tiny:  # the CPU rehearsal: one short epoch per task
             tasks = params["finetune"]["tasks"]
             finetune_overrides["epochs"] = 1
@@ -239,46 +416,10 @@ def main() -> None:
                 name: spec | {"max_train_examples": 200} for name, spec in tasks.items()
             }
         finetune_params = section(params, "finetune", FinetuneParams, **finetune_overrides)
-        model_dir = paths.export
-        config = check_pretrained_export(
-            model_dir, Path("data/tokenizer/vocab.txt"), finetune_params.max_seq_length
-        )
-        export_tokenizer = load_export_tokenizer(model_dir)
-        summary["finetune"] = {}
-        learning_rates = args.lrs or [finetune_params.learning_rate]
+        evaluate_params = section(params, "evaluate", EvaluateParams)
+        names = [name for name in finetune_params.tasks if not args.tasks or name in args.tasks]
         started = time.perf_counter()
-        for name, spec in finetune_params.tasks.items():
-            if args.tasks and name not in args.tasks:
-                continue
-            task = load_task(name, spec)
-            encoded = {
-                split: encode_split(
-                    export_tokenizer, task, task.split(split), finetune_params.max_seq_length
-                )
-                for split in TASK_SPLITS
-            }
-            scores: dict[str, Any] = {
-                baseline: run.metrics["test"]["score"]
-                for baseline, run in fit_baselines(task).items()
-            }
-            for init in finetune_params.inits:
-                tried = {}
-                for lr in learning_rates:
-                    run_params = dataclasses.replace(finetune_params, learning_rate=lr)
-                    _, result = train_seed(task, encoded, init, 0, model_dir, config, run_params)
-                    tried[lr] = {split: result.metrics[split]["score"] for split in ("dev", "test")}
-                    print(f"finetune {name} {init} lr {lr}: {tried[lr]}", flush=True)
-                best = max(tried, key=lambda lr: tried[lr]["dev"])  # the first of equal ones
-                scores[init] = tried[best]["test"]
-                scores[f"{init}_runs"] = {str(lr): tried[lr] for lr in tried}
-            summary["finetune"][name] = scores
-            save(summary, args.out)
-        finished = list(summary["finetune"].values())
-        if finished:
-            summary["finetune_test_average"] = {
-                model: round(float(np.mean([scores[model] for scores in finished])), 4)
-                for model in (*finetune_params.inits, "majority", "bag_of_words")
-            }
+        finetune_all(summary, args, finetune_params, evaluate_params, names, paths.export)
         summary["seconds"]["finetune"] = round(time.perf_counter() - started, 1)
         save(summary, args.out)
         if args.compare_unpad:

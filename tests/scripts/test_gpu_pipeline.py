@@ -7,12 +7,16 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import REPO_ROOT, stage_env
 
 REHEARSAL_TIMEOUT_S = 600
 
 
-def test_the_tiny_chain_fine_tunes_at_each_rate_and_keeps_the_best_on_dev(tmp_path):
+def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_evaluates(
+    tmp_path,
+):
     out = tmp_path / "summary.json"
     command = [
         sys.executable,
@@ -23,6 +27,11 @@ def test_the_tiny_chain_fine_tunes_at_each_rate_and_keeps_the_best_on_dev(tmp_pa
         "--lrs",
         "1e-3",
         "1e-4",
+        "--seeds",
+        "0",
+        "1",
+        "--workers",
+        "2",
         "--out",
         str(out),
     ]
@@ -45,3 +54,16 @@ def test_the_tiny_chain_fine_tunes_at_each_rate_and_keeps_the_best_on_dev(tmp_pa
         model: round(scores[model], 4)
         for model in ("pretrained", "scratch", "majority", "bag_of_words")
     }
+    # the kept runs evaluated as the evaluate stage does: mean over both seeds, standard errors
+    evaluation = summary["evaluation"]
+    assert evaluation["seeds"] == [0, 1] and evaluation["headline_split"] == "test"
+    task = evaluation["tasks"]["supersense"]
+    for model in ("pretrained", "scratch", "majority", "bag_of_words"):
+        assert task["test"][model]["score"]["mean"] == pytest.approx(scores[model])
+        assert task["standard_error"][model] > 0
+    assert evaluation["average"]["test"]["delta"] == pytest.approx(
+        scores["pretrained"] - scores["scratch"]
+    )
+    report = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert report.startswith("# Evaluation: pretrained vs from scratch vs baselines")
+    assert "over seeds 0, 1" in report
