@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One prepared check on a GPU machine (issue #13): the GPU tests (the model in bf16, padded and
-# unpadded; the pretrain stage's bf16 training unpadded against padded), the chain on the GPU
-# (ingest → … → bf16 pretraining of BERT-small → fine-tuning on every task at two learning rates,
-# best on dev, beside the majority and bag-of-words baselines; then the stage padded against
-# unpadded), the unpadded model with the padded-sdpa kernel (BERT-base, 128: transformers and
-# bertforge padded in the same run), a torch.compile comparison at BERT-base, length 128, and
+# One prepared check on a GPU machine (issue #13): first the chain on the GPU (ingest → … → bf16
+# pretraining of BERT-small → fine-tuning on every task at two learning rates × three seeds,
+# learning rate chosen on dev, evaluated as the evaluate stage does beside the majority and
+# bag-of-words baselines; then the stage padded against unpadded with each unpadded kernel),
+# then the GPU tests (the model in bf16, padded and unpadded; the pretrain stage's bf16 training
+# unpadded against padded; a kill and a resume on the GPU), a torch.compile comparison at
+# BERT-base, length 128, the unpadded model with the padded-sdpa kernel (BERT-base, 128), and
 # last, if time is left, the full model benchmark (BERT-base and BERT-large at sequence length
 # 128 and 512, bf16: bertforge padded and unpadded against transformers; measured on the H200
 # before, docs/model.md).
@@ -16,11 +17,12 @@
 # see docs/model.md) and is installed into /tmp/site: nothing is downloaded. Every step runs
 # under `timeout`, within one overall deadline (BUDGET_S, default 510 s: the whole script within
 # 9 minutes on one H100), and a failed step does not stop the next one; the steps go in order of
-# importance. Writes at most 6
-# files under $OUT: summary.md (environment, one line per step, test summary, benchmark tables),
-# steps.log (every step's output), gpu_pipeline.json (benchmarks/gpu_pipeline.py: the chain
-# through bf16 pretraining and fine-tuning on the GPU, and the stage padded against unpadded; it
-# is rewritten after each of its steps), bench_model.json, bench_unpad.json and
+# importance. Writes at most 7
+# files under $OUT: summary.md (environment, one line per step, test summary, the evaluation
+# report, benchmark tables), steps.log (every step's output), gpu_pipeline.json
+# (benchmarks/gpu_pipeline.py: the chain through bf16 pretraining and fine-tuning on the GPU, and
+# the stage padded against unpadded; it is rewritten after each of its steps) and its report
+# gpu_pipeline.md (reports/eval.md's form), bench_model.json, bench_unpad.json and
 # bench_compile.json. DEVICE=cpu rehearses the plumbing on a CPU machine with tiny runs
 # (with BUDGET_S=1200: each step's limit tripled, SCALE=3; 2 busy cores take ~9 minutes; the
 # tiny pipeline's examples go to $OUT/examples, not over the working copy's data/examples).
@@ -97,12 +99,13 @@ section() { # the output of step $1 in steps.log
 # on the GPU machine; under $OUT in a CPU rehearsal, never over a working copy's real examples
 EXAMPLES=${EXAMPLES:-$([ "$DEVICE" = cuda ] && echo "$PWD/data/examples" || echo "$OUT/examples")}
 if [ "$DEVICE" = cuda ]; then
-    PIPELINE=(--steps "${PRETRAIN_STEPS:-2000}" --lrs 1e-3 1e-4 --compare-unpad 200)
+    PIPELINE=(--steps "${PRETRAIN_STEPS:-2000}" --lrs 1e-3 1e-4 --seeds 0 1 2 --workers 6
+        --compare-unpad 200)
     BENCH=(--device cuda --config base large --seq-len 128 512)
     UNPAD=(--device cuda --config base --seq-len 128 --attention padded-sdpa --no-memory)
     COMPILE=(--device cuda --config base --seq-len 128 --compile --warmup 4 --no-memory)
 else
-    PIPELINE=(--tiny --tasks supersense --lrs 1e-3 1e-4 --compare-unpad 4)
+    PIPELINE=(--tiny --tasks supersense --lrs 1e-3 1e-4 --seeds 0 1 --workers 2 --compare-unpad 4)
     TINY=(--device cpu --config small --batch-size 4 --steps 1 --warmup 1 --repeats 1 --no-memory)
     BENCH=("${TINY[@]}" --unpad)
     UNPAD=("${TINY[@]}" --unpad --attention padded-sdpa)
@@ -117,17 +120,18 @@ fi
 } >"$SUMMARY"
 run wheels 60 bash -c install_wheels
 run environment 30 bash -c environment
-run pytest-gpu 100 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
-# the chain (ingest → … → pretrain in bf16 → fine-tuning on the GPU → the stage padded against
-# unpadded); its examples feed the benchmarks
-run pipeline 330 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
+# the chain (ingest → … → pretrain in bf16 → fine-tuning on the GPU, every task at two learning
+# rates × three seeds in 6 processes sharing the GPU, evaluated as the evaluate stage does → the
+# stage padded against unpadded with each kernel); its examples feed the benchmarks
+run pipeline 360 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
     --examples-out "$EXAMPLES" --out "$OUT/gpu_pipeline.json"
+run pytest-gpu 150 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
 BENCH+=(--examples "$EXAMPLES/train")
 UNPAD+=(--examples "$EXAMPLES/train")
 COMPILE+=(--examples "$EXAMPLES/train")
+run bench-compile 200 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
 # the unpadded model again, attention through padded-sdpa: the kernel's share of its time
 run bench-unpad 60 "$PYTHON" benchmarks/bench_model.py "${UNPAD[@]}" --out "$OUT/bench_unpad.json"
-run bench-compile 90 "$PYTHON" benchmarks/bench_model.py "${COMPILE[@]}" --out "$OUT/bench_compile.json"
 run bench-model 150 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OUT/bench_model.json"
 
 {
@@ -141,6 +145,10 @@ run bench-model 150 "$PYTHON" benchmarks/bench_model.py "${BENCH[@]}" --out "$OU
     section pytest-gpu \
         | grep -E '^(FAILED|ERROR|SKIPPED) |(passed|failed|skipped|error).* in [0-9.]+s' \
         | tail -40 | sed 's/^/    /'
+    if [ -f "$OUT/gpu_pipeline.md" ]; then
+        echo
+        sed 's/^#/##/' "$OUT/gpu_pipeline.md"
+    fi
     if [ -f "$OUT/gpu_pipeline.json" ]; then
         echo
         echo "## Pipeline on this device (benchmarks/gpu_pipeline.py)"
