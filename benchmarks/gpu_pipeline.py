@@ -284,20 +284,27 @@ def finetune_all(
         initargs=(params, names, model_dir, threads),
         param="--workers",
     )
+    summary["finetune_runs"] = []  # every run's scores as it arrives: a cut run keeps them
     for (name, init, lr, seed), outcome in zip(runs, outcomes, strict=True):
         done[name][init, lr, seed] = outcome
+        scores = {split: outcome[split]["score"] for split in ("dev", "test")}
+        summary["finetune_runs"].append(
+            {"task": name, "init": init, "lr": lr, "seed": seed, **scores}
+            | {key: outcome[key] for key in ("best_epoch", "seconds")}
+        )
         print(
-            f"finetune {name} {init} lr {lr} seed {seed}: dev {outcome['dev']['score']:.4f}, "
-            f"test {outcome['test']['score']:.4f} ({outcome['seconds']:.0f} s)",
+            f"finetune {name} {init} lr {lr} seed {seed}: dev {scores['dev']:.4f}, "
+            f"test {scores['test']:.4f} ({outcome['seconds']:.0f} s)",
             flush=True,
         )
+        save(summary, args.out)
         if len(done[name]) < len(per_task):
             continue
         task = load_task(name, params.task(name))
         scores, results[name], baselines[name], bootstrap[name] = summarize_task(
             task, done.pop(name), params, learning_rates, evaluate_params
         )
-        summary["finetune"][name] = scores
+        summary["finetune"][name] = scores | {"bootstrap_error": bootstrap[name]}
         save(summary, args.out)
     finished = list(summary["finetune"].values())
     summary["finetune_test_average"] = {

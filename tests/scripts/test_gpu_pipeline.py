@@ -50,6 +50,10 @@ def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_
         best = max(runs, key=lambda lr: runs[lr]["dev"])
         assert scores[init] == runs[best]["test"]
     assert 0 <= scores["majority"] <= scores["bag_of_words"] <= 1
+    assert set(scores["bootstrap_error"]) == {"pretrained", "scratch", "majority", "bag_of_words"}
+    # every run's scores, kept as they arrived: 2 inits × 2 rates × 2 seeds
+    kept = summary["finetune_runs"]
+    assert len(kept) == 8 and {run["seed"] for run in kept} == {0, 1}
     assert summary["finetune_test_average"] == {
         model: round(scores[model], 4)
         for model in ("pretrained", "scratch", "majority", "bag_of_words")
