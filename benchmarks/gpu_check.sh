@@ -99,7 +99,7 @@ section() { # the output of step $1 in steps.log
 # on the GPU machine; under $OUT in a CPU rehearsal, never over a working copy's real examples
 EXAMPLES=${EXAMPLES:-$([ "$DEVICE" = cuda ] && echo "$PWD/data/examples" || echo "$OUT/examples")}
 if [ "$DEVICE" = cuda ]; then
-    PIPELINE=(--steps "${PRETRAIN_STEPS:-2000}" --lrs 1e-3 1e-4 --seeds 0 1 2 --workers 6
+    PIPELINE=(--steps "${PRETRAIN_STEPS:-2000}" --lrs 1e-3 1e-4 --seeds 0 1 2 --workers 12
         --compare-unpad 200)
     BENCH=(--device cuda --config base large --seq-len 128 512)
     UNPAD=(--device cuda --config base --seq-len 128 --attention padded-sdpa --no-memory)
@@ -121,7 +121,7 @@ fi
 run wheels 60 bash -c install_wheels
 run environment 30 bash -c environment
 # the chain (ingest → … → pretrain in bf16 → fine-tuning on the GPU, every task at two learning
-# rates × three seeds in 6 processes sharing the GPU, evaluated as the evaluate stage does → the
+# rates × three seeds in 12 processes sharing the GPU, evaluated as the evaluate stage does → the
 # stage padded against unpadded with each kernel); its examples feed the benchmarks
 run pipeline 360 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
     --examples-out "$EXAMPLES" --out "$OUT/gpu_pipeline.json"
