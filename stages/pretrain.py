@@ -19,7 +19,8 @@ from pathlib import Path
 from bertforge.io import atomic_outputs, sha256_file
 from bertforge.model import WEIGHTS_FILE
 from bertforge.params import flatten, load_section
-from bertforge.pretrain.inputs import check_inputs
+from bertforge.pretrain.engine import stop_distributed
+from bertforge.pretrain.inputs import PretrainInputs, check_inputs
 from bertforge.pretrain.launch import check_gpu_count, launch_local_processes, under_launcher
 from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
 from bertforge.pretrain.train import pretrain
@@ -39,6 +40,12 @@ def main() -> None:
     inputs = check_inputs(params, PATHS, world_size)
     if not launched and world_size > 1:
         sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))
+    train_and_export(params, inputs)
+    stop_distributed()  # after success only (see its docstring): gloo's threads end cleanly
+
+
+def train_and_export(params: PretrainParams, inputs: PretrainInputs) -> None:
+    """This rank's training; rank 0 also swaps in the export and metrics and logs to MLflow."""
     tracked = {"examples": PATHS.examples, "tokenizer": PATHS.tokenizer}
     # rank 0 writes the export and metrics/pretrain.json, swapped in together at the end
     rank0 = os.environ.get("RANK", "0") == "0"

@@ -134,6 +134,50 @@ def test_resume_after_kill_gives_identical_weights(zero3_run, tmp_path: Path, ml
     )
 
 
+# a sitecustomize that records, at each process's exit, whether its process group was still up
+EXIT_PROBE = """
+import atexit, os, sys
+
+
+def _record():
+    dist = sys.modules.get("torch.distributed")
+    up = bool(dist is not None and dist.is_available() and dist.is_initialized())
+    path = os.path.join(os.environ["BERTFORGE_EXIT_PROBE"], f"{os.getpid()}.exit")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{os.environ.get('RANK', 'launcher')} {up}")
+
+
+atexit.register(_record)  # first registered, so it runs after every other handler
+"""
+
+
+def test_every_rank_of_a_finished_run_leaves_its_process_group_before_it_exits(
+    tmp_path: Path, mlflow_store: Path
+):
+    """PyTorch asks every process to destroy its process group before exiting: otherwise gloo's
+    worker threads can abort the interpreter's teardown ("terminate called without an active
+    exception", exit code 1 after a run that finished; seen once in the resume test above)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sitecustomize.py").write_text(EXIT_PROBE, encoding="utf-8")
+    root = make_pretrain_project(
+        tmp_path / "project", processes=2, max_steps=4, checkpoint_every=4, log_every=2
+    )
+    env = stage_environment(mlflow_store) | {"BERTFORGE_EXIT_PROBE": str(probe)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(probe), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(STAGE)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert_succeeded(result)
+    records = sorted(path.read_text(encoding="utf-8") for path in probe.glob("*.exit"))
+    assert records == ["0 False", "1 False", "launcher False"]
+
+
 def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     tmp_path: Path, mlflow_store: Path
 ):

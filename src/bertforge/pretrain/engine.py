@@ -123,6 +123,18 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
     )
 
 
+def stop_distributed() -> None:
+    """Leave the job: destroy this process's process group, once its work is done.
+
+    PyTorch asks every process to do this before it exits. Without it, gloo's worker threads
+    can outlive the interpreter's teardown and abort it ("terminate called without an active
+    exception", exit code 1 after a run that finished). Called only after success: a rank that
+    failed exits without it, since destroying a group other ranks still use can hang them.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def rendezvous_error(
     rank: int, world_size: int, where: str, timeout_s: float, error: Exception
 ) -> BertforgeError:
