@@ -192,9 +192,12 @@ def table(rows: dict[tuple[str, ...], dict[str, str]], default: dict[str, str]) 
     """Every row of the results, the `default` recipe's rows in bold."""
     measured = sorted(rows.values(), key=_order)
     inits = [i for i in INITS if any(row[f"{i}_dev"] for row in measured)]
+    several = len({row["encoder"] for row in measured}) > 1  # then each row names its encoder
     columns = ["lr", "batch", "epochs", "dropout", "pooling", "steps/run"] + [
         f"{i} {s}" for i in inits for s in ("dev", "test")
     ]
+    if several:
+        columns.append("encoder")
     lines = [
         f"Measured {', '.join(sorted({r['date'] for r in measured})) or 'never'} on "
         f"{', '.join(sorted({r['machine'] for r in measured})) or '-'}; encoder "
@@ -223,6 +226,8 @@ def table(rows: dict[tuple[str, ...], dict[str, str]], default: dict[str, str]) 
                 cells.append(
                     f"{float(mean):.3f} ± {float(row[f'{init}_{split}_std']):.3f}" if mean else "–"
                 )
+        if several:
+            cells.append(row["encoder"])
         if all(row[name] == default[name] for name in RECIPE):
             cells = [f"**{cell}**" for cell in cells]
         lines.append("| " + " | ".join(cells) + " |")

@@ -270,6 +270,33 @@ def test_grid_rows_are_known_by_their_full_recipe_and_the_default_is_bold(grid, 
     assert "scratch" not in lines[2]  # no row measured scratch: no scratch columns
 
 
+def test_rows_of_two_encoders_each_name_theirs_and_scratch_gets_its_columns(grid):
+    pretrained = _setting(grid, 1e-3, 32, 6, 0.0, 0.378)
+    scratch = pretrained | {
+        "encoder": "0123456789ab",
+        "pretrained_dev": "",
+        "pretrained_dev_std": "",
+        "pretrained_test": "",
+        "pretrained_test_std": "",
+        "scratch_dev": "0.3890",
+        "scratch_dev_std": "0.0030",
+        "scratch_test": "0.3560",
+        "scratch_test_std": "0.0050",
+    }
+    rows = {grid.key(row): row for row in (pretrained, scratch)}
+    lines = grid.table(rows, pretrained).splitlines()
+    assert lines[2].endswith("| scratch dev | scratch test | encoder |")
+    body = [line for line in lines if line.startswith("| **")]
+    assert body[0].endswith(
+        "| **0.378 ± 0.010** | **0.358 ± 0.010** | **–** | **–** | **965ba3aff3c4** |"
+    )
+    assert body[1].endswith(
+        "| **–** | **–** | **0.389 ± 0.003** | **0.356 ± 0.005** | **0123456789ab** |"
+    )
+    one_encoder = grid.table({grid.key(pretrained): pretrained}, pretrained).splitlines()
+    assert "encoder" not in one_encoder[2]  # one encoder: named once, above the table
+
+
 def test_a_file_that_is_not_a_grid_results_file_is_one_line_naming_it(grid, tmp_path):
     path = tmp_path / "grid.tsv"
     path.write_text("lr\tbatch\n0.001\t32\n", encoding="utf-8")
