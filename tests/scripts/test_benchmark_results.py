@@ -286,12 +286,13 @@ def test_rows_of_two_encoders_each_name_theirs_and_scratch_gets_its_columns(grid
     rows = {grid.key(row): row for row in (pretrained, scratch)}
     lines = grid.table(rows, pretrained).splitlines()
     assert lines[2].endswith("| scratch dev | scratch test | encoder |")
+    # the same recipe: ordered by encoder
     body = [line for line in lines if line.startswith("| **")]
     assert body[0].endswith(
-        "| **0.378 ± 0.010** | **0.358 ± 0.010** | **–** | **–** | **965ba3aff3c4** |"
+        "| **–** | **–** | **0.389 ± 0.003** | **0.356 ± 0.005** | **0123456789ab** |"
     )
     assert body[1].endswith(
-        "| **–** | **–** | **0.389 ± 0.003** | **0.356 ± 0.005** | **0123456789ab** |"
+        "| **0.378 ± 0.010** | **0.358 ± 0.010** | **–** | **–** | **965ba3aff3c4** |"
     )
     one_encoder = grid.table({grid.key(pretrained): pretrained}, pretrained).splitlines()
     assert "encoder" not in one_encoder[2]  # one encoder: named once, above the table
