@@ -67,7 +67,7 @@ from bertforge.finetune.pretrained import (  # noqa: E402
     check_pretrained_export,
     load_export_tokenizer,
 )
-from bertforge.finetune.tasks import load_task  # noqa: E402
+from bertforge.finetune.tasks import TaskData, load_task  # noqa: E402
 from bertforge.finetune.train import DEVICE as FINETUNE_DEVICE  # noqa: E402
 from bertforge.finetune.train import train_seed  # noqa: E402
 from bertforge.ingest.params import IngestParams  # noqa: E402
@@ -203,13 +203,13 @@ def _finetune_run(run: tuple[str, str, float, int]) -> dict[str, Any]:
         "best_epoch": result.best_epoch,
         "dev": result.metrics["dev"],
         "test": result.metrics["test"],
-        "test_predictions": result.predictions["test"],
+        "predictions": result.predictions,  # dev and test
         "seconds": result.seconds,
     }
 
 
 def summarize_task(
-    task: Any,
+    task: TaskData,
     runs: dict[tuple[str, float, int], dict[str, Any]],
     params: FinetuneParams,
     learning_rates: list[float],
@@ -241,7 +241,7 @@ def summarize_task(
     baselines = fit_baselines(task)
     scores |= {model: run.metrics[split]["score"] for model, run in baselines.items()}
     predictions = {
-        init: [runs[init, chosen[init], seed][f"{split}_predictions"] for seed in params.seeds]
+        init: [runs[init, chosen[init], seed]["predictions"][split] for seed in params.seeds]
         for init in params.inits
     } | {model: [run.predictions[split]] for model, run in baselines.items()}
     errors = bootstrap_errors(
@@ -288,14 +288,14 @@ def finetune_all(
     summary["finetune_runs"] = []  # every run's scores as it arrives: a cut run keeps them
     for (name, init, lr, seed), outcome in zip(runs, outcomes, strict=True):
         done[name][init, lr, seed] = outcome
-        scores = {split: outcome[split]["score"] for split in ("dev", "test")}
+        run_scores = {split: outcome[split]["score"] for split in ("dev", "test")}
         summary["finetune_runs"].append(
-            {"task": name, "init": init, "lr": lr, "seed": seed, **scores}
+            {"task": name, "init": init, "lr": lr, "seed": seed, **run_scores}
             | {key: outcome[key] for key in ("best_epoch", "seconds")}
         )
         print(
-            f"finetune {name} {init} lr {lr} seed {seed}: dev {scores['dev']:.4f}, "
-            f"test {scores['test']:.4f} ({outcome['seconds']:.0f} s)",
+            f"finetune {name} {init} lr {lr} seed {seed}: dev {run_scores['dev']:.4f}, "
+            f"test {run_scores['test']:.4f} ({outcome['seconds']:.0f} s)",
             flush=True,
         )
         save(summary, args.out)
