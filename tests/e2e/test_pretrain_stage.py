@@ -37,16 +37,42 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mlflow") / "mlflow.db"
 
 
+# a sitecustomize that records, at each process's exit, whether its process group was still up
+EXIT_PROBE = """
+import atexit, os, sys
+
+
+def _record():
+    dist = sys.modules.get("torch.distributed")
+    up = bool(dist is not None and dist.is_available() and dist.is_initialized())
+    path = os.path.join(os.environ["BERTFORGE_EXIT_PROBE"], f"{os.getpid()}.exit")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{os.environ.get('RANK', 'launcher')} {up}")
+
+
+atexit.register(_record)  # first registered, so it runs after every other handler
+"""
+
+
 def stage_environment(store: Path) -> dict[str, str]:
     """The stage's environment: a test MLflow store, one thread per rank, no launcher set."""
     return stage_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{store}", "OMP_NUM_THREADS": "1"}
 
 
-def run_pretrain(root: Path, store: Path) -> subprocess.CompletedProcess:
+def with_exit_probe(env: dict[str, str], probe: Path) -> dict[str, str]:
+    """`env` with EXIT_PROBE as the sitecustomize of every process, recording into `probe`."""
+    probe.mkdir(parents=True, exist_ok=True)
+    (probe / "sitecustomize.py").write_text(EXIT_PROBE, encoding="utf-8")
+    path = os.pathsep.join(filter(None, [str(probe), env.get("PYTHONPATH")]))
+    return env | {"BERTFORGE_EXIT_PROBE": str(probe), "PYTHONPATH": path}
+
+
+def run_pretrain(root: Path, store: Path, probe: Path | None = None) -> subprocess.CompletedProcess:
+    env = stage_environment(store)
     return subprocess.run(
         [sys.executable, str(STAGE)],
         cwd=root,
-        env=stage_environment(store),
+        env=env if probe is None else with_exit_probe(env, probe),
         capture_output=True,
         text=True,
         timeout=900,
@@ -59,9 +85,11 @@ def assert_succeeded(result: subprocess.CompletedProcess) -> None:
 
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory: pytest.TempPathFactory, mlflow_store: Path) -> Path:
-    """An uninterrupted ZeRO-3 run on two processes: the reference of the resume test."""
-    root = make_pretrain_project(tmp_path_factory.mktemp("zero3"), zero_stage=3, **TWO_PROCESSES)
-    assert_succeeded(run_pretrain(root, mlflow_store))
+    """An uninterrupted ZeRO-3 run on two processes: the reference of the resume test. Each of
+    its processes records at exit whether its process group was still up (in ../probe)."""
+    base = tmp_path_factory.mktemp("zero3")
+    root = make_pretrain_project(base / "project", zero_stage=3, **TWO_PROCESSES)
+    assert_succeeded(run_pretrain(root, mlflow_store, probe=base / "probe"))
     return root
 
 
@@ -134,46 +162,11 @@ def test_resume_after_kill_gives_identical_weights(zero3_run, tmp_path: Path, ml
     )
 
 
-# a sitecustomize that records, at each process's exit, whether its process group was still up
-EXIT_PROBE = """
-import atexit, os, sys
-
-
-def _record():
-    dist = sys.modules.get("torch.distributed")
-    up = bool(dist is not None and dist.is_available() and dist.is_initialized())
-    path = os.path.join(os.environ["BERTFORGE_EXIT_PROBE"], f"{os.getpid()}.exit")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(f"{os.environ.get('RANK', 'launcher')} {up}")
-
-
-atexit.register(_record)  # first registered, so it runs after every other handler
-"""
-
-
-def test_every_rank_of_a_finished_run_leaves_its_process_group_before_it_exits(
-    tmp_path: Path, mlflow_store: Path
-):
+def test_every_rank_of_a_finished_run_leaves_its_process_group_before_it_exits(zero3_run):
     """PyTorch asks every process to destroy its process group before exiting: otherwise gloo's
     worker threads can abort the interpreter's teardown ("terminate called without an active
     exception", exit code 1 after a run that finished; seen once in the resume test above)."""
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    (probe / "sitecustomize.py").write_text(EXIT_PROBE, encoding="utf-8")
-    root = make_pretrain_project(
-        tmp_path / "project", processes=2, max_steps=4, checkpoint_every=4, log_every=2
-    )
-    env = stage_environment(mlflow_store) | {"BERTFORGE_EXIT_PROBE": str(probe)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(probe), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, str(STAGE)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert_succeeded(result)
+    probe = zero3_run.parent / "probe"
     records = sorted(path.read_text(encoding="utf-8") for path in probe.glob("*.exit"))
     assert records == ["0 False", "1 False", "launcher False"]
 
