@@ -55,8 +55,8 @@ from bertforge.evaluate.baselines import fit_baselines  # noqa: E402
 from bertforge.evaluate.report import render_report  # noqa: E402
 from bertforge.evaluate.results import (  # noqa: E402
     EvaluateParams,
-    bootstrap_errors,
     evaluate_results,
+    headline_errors,
 )
 from bertforge.examples.params import ExamplesParams  # noqa: E402
 from bertforge.examples.write import check_inputs as check_examples_inputs  # noqa: E402
@@ -243,14 +243,8 @@ def summarize_task(
     predictions = {
         init: [runs[init, chosen[init], seed]["predictions"][split] for seed in params.seeds]
         for init in params.inits
-    } | {model: [run.predictions[split]] for model, run in baselines.items()}
-    errors = bootstrap_errors(
-        task,
-        split,
-        predictions,
-        evaluate_params.bootstrap_resamples,
-        evaluate_params.bootstrap_seed,
-    )
+    }
+    errors = headline_errors(task, evaluate_params, predictions, baselines)
     return scores, (task.describe(), seed_metrics), baselines, errors
 
 
@@ -307,15 +301,13 @@ def finetune_all(
         )
         summary["finetune"][name] = scores | {"bootstrap_error": bootstrap[name]}
         save(summary, args.out)
-    finished = list(summary["finetune"].values())
-    summary["finetune_test_average"] = {
-        model: round(float(np.mean([scores[model] for scores in finished])), 4)
+    split = evaluate_params.headline_split
+    evaluation = evaluate_results(results, params.inits, params.seeds, split, baselines, bootstrap)
+    summary["evaluation"] = evaluation
+    summary["finetune_test_average"] = {  # the evaluation's average, in brief
+        model: round(evaluation["average"][split][model]["mean"], 4)
         for model in (*params.inits, "majority", "bag_of_words")
     }
-    evaluation = evaluate_results(
-        results, params.inits, params.seeds, evaluate_params.headline_split, baselines, bootstrap
-    )
-    summary["evaluation"] = evaluation
     args.out.with_suffix(".md").write_text(render_report(evaluation), encoding="utf-8")
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from bertforge.evaluate import (
     EvaluateParams,
-    bootstrap_errors,
     collect_results,
     evaluate_results,
     fit_baselines,
+    headline_errors,
     read_predictions,
     render_report,
 )
@@ -42,10 +42,8 @@ def main() -> None:
         predictions = {
             init: [read_predictions(FINETUNED / name, init, seed, split) for seed in seeds]
             for init in inits
-        } | {model: [run.predictions[split]] for model, run in baselines[name].items()}
-        bootstrap[name] = bootstrap_errors(
-            task, split, predictions, params.bootstrap_resamples, params.bootstrap_seed
-        )
+        }
+        bootstrap[name] = headline_errors(task, params, predictions, baselines[name])
     evaluation = evaluate_results(results, inits, seeds, split, baselines, bootstrap)
     with stage_run("evaluate", params, inputs={"finetuned": FINETUNED}) as run:
         # metrics/eval.json and reports/eval.md are swapped in together, last

@@ -16,6 +16,7 @@ from bertforge.evaluate.results import (
     bootstrap_errors,
     collect_results,
     evaluate_results,
+    headline_errors,
     read_predictions,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "collect_results",
     "evaluate_results",
     "fit_baselines",
+    "headline_errors",
     "read_predictions",
     "render_report",
 ]

@@ -121,6 +121,19 @@ def bootstrap_errors(
     return errors
 
 
+def headline_errors(
+    task: TaskData,
+    params: EvaluateParams,
+    predictions: Mapping[str, Sequence[Sequence[Any]]],
+    baselines: Mapping[str, BaselineRun],
+) -> dict[str, float]:
+    """Every model's bootstrap error on `params.headline_split`: the fine-tuned inits'
+    `predictions` (one list per seed) beside each baseline's one run, on the same draws."""
+    split = params.headline_split
+    runs = dict(predictions) | {model: [run.predictions[split]] for model, run in baselines.items()}
+    return bootstrap_errors(task, split, runs, params.bootstrap_resamples, params.bootstrap_seed)
+
+
 def _combined_error(bootstrap: float, seed_std: float, seeds: int) -> float:
     # test-set sampling error and the seed-to-seed spread of a mean over `seeds` runs
     return float(np.sqrt(bootstrap**2 + seed_std**2 / seeds))
