@@ -332,6 +332,8 @@ def main() -> None:
         "--compare-unpad", type=int, default=0, metavar="STEPS", help="padded vs unpadded runs"
     )
     args = parser.parse_args()
+    if args.workers < 1:  # refused before any work, in one line
+        sys.exit(f"error: --workers must be at least 1, got {args.workers}")
 
     import torch
 

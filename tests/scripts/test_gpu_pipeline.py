@@ -71,3 +71,20 @@ def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_
     report = out.with_suffix(".md").read_text(encoding="utf-8")
     assert report.startswith("# Evaluation: pretrained vs from scratch vs baselines")
     assert "over seeds 0, 1" in report
+
+
+def test_fewer_than_one_worker_is_one_line_before_any_work(tmp_path):
+    out = tmp_path / "summary.json"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "benchmarks/gpu_pipeline.py"),
+        "--tiny",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=stage_env(), timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --workers must be at least 1, got 0"
+    assert not out.exists()
