@@ -61,12 +61,17 @@ def stage_env() -> dict[str, str]:
 
 @contextmanager
 def project_copy(keep: bool = False) -> Iterator[Path]:
-    """A temp git copy of this checkout (removed afterwards unless `keep`)."""
+    """A temp git copy of this checkout, removed afterwards unless `keep` or the work in it
+    failed (a failure names a log in the copy: it stays to be read)."""
     directory = Path(tempfile.mkdtemp(prefix="bertforge-bench-"))
     try:
         copy_project(directory)
         print(f"project copy: {directory}", file=sys.stderr, flush=True)
         yield directory
+    except BaseException:
+        keep = True
+        print(f"kept the project copy after the failure: {directory}", file=sys.stderr)
+        raise
     finally:
         if not keep:
             subprocess.run(["rm", "-rf", str(directory)], check=False)

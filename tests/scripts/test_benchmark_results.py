@@ -322,3 +322,17 @@ def test_the_grid_refuses_a_smoke_run_it_cannot_use_before_running(flags, messag
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message)
+
+
+def test_a_failed_benchmark_run_keeps_its_project_copy_for_the_log_it_names(tmp_path, monkeypatch):
+    """`repro` exits naming a log inside the copy: the copy must outlive the failure."""
+    import tempfile
+
+    runs = _script("pipeline_runs")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SystemExit), runs.project_copy() as failed:
+        sys.exit(f"dvc repro pretrain failed in {failed}")
+    assert (failed / "params.yaml").is_file()
+    with runs.project_copy() as finished:
+        assert (finished / "params.yaml").is_file()
+    assert not finished.exists()
