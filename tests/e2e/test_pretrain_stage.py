@@ -160,6 +160,10 @@ def test_resume_after_kill_gives_identical_weights(zero3_run, tmp_path: Path, ml
     assert training_columns(root / "metrics/pretrain_log.tsv") == training_columns(
         zero3_run / "metrics/pretrain_log.tsv"
     )
+    # the speed is the run's: the steps before the kill (the checkpoint's record) count too
+    train = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))["train"]
+    assert train["resumed_from_step"] == 8
+    assert train["seconds"] > train["seconds_this_run"] > 0 and train["tokens_per_s"] > 0
 
 
 def test_every_rank_of_a_finished_run_leaves_its_process_group_before_it_exits(zero3_run):
@@ -185,6 +189,7 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     losses = [float(row[1]) for row in log[1:]]
     assert losses[-1] < losses[0]
     first_weights = (export / "model.safetensors").read_bytes()
+    trained = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))["train"]
 
     rerun = run_pretrain(
         root, mlflow_store
@@ -193,6 +198,12 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     metrics = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))
     assert metrics["train"]["steps_this_run"] == 0
     assert (export / "model.safetensors").read_bytes() == first_weights
+    # the re-export keeps the training's speed (from the checkpoint), not its own zero
+    timing = ("seconds", "tokens_per_s", "flops_per_s", "mfu")
+    assert metrics["train"]["seconds_this_run"] < 0.1 * trained["seconds"]
+    for key in timing:
+        assert metrics["train"][key] == pytest.approx(trained[key], rel=0.1), key
+        assert trained[key] > 0
 
 
 # --- failures: one line, exit code 2, previous export intact -----------------------------------

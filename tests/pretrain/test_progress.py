@@ -1,4 +1,5 @@
-"""The stall watchdog: a rank that makes no step for `stall_timeout_s` stops, in one line."""
+"""The stall watchdog (a rank that makes no step for `stall_timeout_s` stops, in one line) and
+the training-time record that a resume carries on."""
 
 from __future__ import annotations
 
@@ -42,3 +43,26 @@ def test_steps_keep_the_watchdog_quiet_and_stop_ends_it():
         [sys.executable, "-c", BEATING_RANK], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stderr == ""
+
+
+def test_training_time_sums_invocations_and_gives_their_throughput():
+    from bertforge.pretrain.progress import TrainingTime
+
+    first = TrainingTime(seconds=10.0, tokens=1000.0, flops=4e9, peak_flops_seconds=1e10)
+    second = TrainingTime(seconds=30.0, tokens=5000.0, flops=2e10, peak_flops_seconds=5e10)
+    whole = first + second
+    assert whole.summary() == {
+        "seconds": 40.0,
+        "tokens_per_s": 150.0,
+        "flops_per_s": 6e8,
+        "mfu": 0.4,  # FLOPs over the peak of each invocation's own seconds
+    }
+    assert TrainingTime.from_record(whole.record()) == whole
+    # a checkpoint written before the record existed; an invocation that trained nothing
+    assert TrainingTime.from_record(None) == TrainingTime()
+    assert TrainingTime().summary() == {
+        "seconds": 0.0,
+        "tokens_per_s": 0.0,
+        "flops_per_s": 0.0,
+        "mfu": 0.0,
+    }

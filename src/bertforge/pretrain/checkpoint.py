@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from bertforge.params import flatten
 from bertforge.pretrain.data import BatchPlan
 from bertforge.pretrain.engine import Topology
 from bertforge.pretrain.params import PretrainParams
-from bertforge.pretrain.progress import TrainingLog
+from bertforge.pretrain.progress import TrainingLog, TrainingTime
 from bertforge.pretrain.rng import load_rng_states, save_rng_states
 from bertforge.pretrain.safe_load import use_safe_checkpoint_engine
 
@@ -50,6 +50,8 @@ class Progress:
     step: int = 0
     nonfinite_in_a_row: int = 0
     nonfinite_total: int = 0
+    # the training of the earlier invocations up to `step` (their throughput, after a resume)
+    earlier: TrainingTime = field(default_factory=TrainingTime)
 
     def advance(self, skipped: bool) -> None:
         """Count one optimizer step, applied or `skipped` (a non-finite loss)."""
@@ -57,7 +59,10 @@ class Progress:
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if skipped else 0
         self.nonfinite_total += int(skipped)
 
-    def trainer_state(self, plan: BatchPlan, params: PretrainParams, fingerprint: Mapping) -> dict:
+    def trainer_state(
+        self, plan: BatchPlan, params: PretrainParams, fingerprint: Mapping, now: TrainingTime
+    ) -> dict:
+        """What a checkpoint at `step` records; `now`: this invocation's training so far."""
         return {
             "step": self.step,
             "max_steps": params.max_steps,
@@ -65,6 +70,7 @@ class Progress:
             "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "nonfinite_total": self.nonfinite_total,
             "fingerprint": dict(fingerprint),
+            "trained": (self.earlier + now).record(),
         }
 
 
@@ -201,7 +207,10 @@ class CheckpointStore:
                     file=sys.stderr,
                 )
             progress = Progress(
-                state["step"], state["nonfinite_in_a_row"], state["nonfinite_total"]
+                state["step"],
+                state["nonfinite_in_a_row"],
+                state["nonfinite_total"],
+                TrainingTime.from_record(state.get("trained")),  # absent before 2026-11-28
             )
         if topology.is_main:
             self.training_log().continue_from(progress.step)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 
 import torch
@@ -116,6 +117,40 @@ class TrainingLog:
         replace_path(staging, destination)
 
 
+@dataclass(frozen=True)
+class TrainingTime:
+    """Seconds, real tokens and model FLOPs of training steps, and the matmul peak over those
+    seconds (FLOP/s × s): what throughput and MFU are computed from. Sums over the invocations
+    of one run are kept in the checkpoints, so the figures survive a resume or a re-export."""
+
+    seconds: float = 0.0
+    tokens: float = 0.0
+    flops: float = 0.0
+    peak_flops_seconds: float = 0.0
+
+    def __add__(self, other: TrainingTime) -> TrainingTime:
+        return TrainingTime(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, float] | None) -> TrainingTime:
+        """From `record()`'s dict (None: a checkpoint written before the record existed)."""
+        return cls(**{name: float(value) for name, value in (record or {}).items()})
+
+    def record(self) -> dict[str, float]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, float]:
+        """Throughput over these seconds (zeros when there are none)."""
+        seconds = self.seconds if self.seconds > 0 else float("inf")
+        peak = self.peak_flops_seconds if self.peak_flops_seconds > 0 else float("inf")
+        return {
+            "seconds": self.seconds,
+            "tokens_per_s": self.tokens / seconds,
+            "flops_per_s": self.flops / seconds,
+            "mfu": self.flops / peak,
+        }
+
+
 class StepLogger:
     """Sums the steps between log rows into a row: progress bar, training log, MLflow (rank 0).
 
@@ -174,19 +209,16 @@ class StepLogger:
         self.window = dict.fromkeys(STATS, 0.0)
         self.window_started = time.perf_counter()
 
-    def close(self) -> dict[str, float]:
-        """Throughput of this invocation's training."""
+    def so_far(self) -> TrainingTime:
+        """This invocation's training until now."""
+        seconds = time.perf_counter() - self.started
+        return TrainingTime(seconds, self.tokens, self.flops, seconds * self.peak_flops)
+
+    def close(self) -> TrainingTime:
+        """This invocation's training."""
         self.watchdog.stop()
         self.bar.close()
-        seconds = time.perf_counter() - self.started
-        flops_per_s = self.flops / seconds if self.flops else 0.0
-        return {
-            "seconds": seconds,
-            "tokens_per_s": self.tokens / seconds if self.tokens else 0.0,
-            "flops_per_s": flops_per_s,
-            "mfu": flops_per_s / self.peak_flops,
-            "peak_flops_per_s": self.peak_flops,
-        }
+        return self.so_far()
 
 
 def log_row(

@@ -43,7 +43,13 @@ from bertforge.pretrain.init import load_parent_weights
 from bertforge.pretrain.inputs import PretrainInputs
 from bertforge.pretrain.ops import prepare_ops
 from bertforge.pretrain.params import PretrainParams, PretrainPaths
-from bertforge.pretrain.progress import MetricsLogger, StepLogger, batch_flops, job_peak_flops
+from bertforge.pretrain.progress import (
+    MetricsLogger,
+    StepLogger,
+    TrainingTime,
+    batch_flops,
+    job_peak_flops,
+)
 from bertforge.pretrain.rng import HELDOUT_MASK, MASK, seed_generators
 from bertforge.pretrain.step import train_step
 
@@ -138,10 +144,11 @@ def pretrain(
     start_step = progress.step
     data = TrainingData.load(params, inputs, paths, topology)
 
-    throughput = train(
-        params, inputs, engine, optimizer, data, store, progress, topology, log_metrics
+    peak_flops = job_peak_flops(topology.device, params.precision)
+    this_run = train(
+        params, inputs, engine, optimizer, data, store, progress, topology, peak_flops, log_metrics
     )
-    if throughput is None:
+    if this_run is None:
         return None  # stopped on non-finite steps; rank 0 raised
     heldout = data.evaluate(engine)
     state = consolidated_state_dict(engine.module)
@@ -177,7 +184,11 @@ def pretrain(
             "nonfinite_steps": progress.nonfinite_total,
             "final_loss": final.get("loss"),
             "final_mlm_accuracy": final.get("mlm_accuracy"),
-            **throughput,
+            # the run's training, over every invocation that trained its steps (the record in
+            # the checkpoints): a resume or a re-export keeps the speed of the training
+            **(progress.earlier + this_run).summary(),
+            "seconds_this_run": this_run.seconds,
+            "peak_flops_per_s": peak_flops,
         },
         "model": {
             "parameters": parameters,
@@ -196,14 +207,14 @@ def train(
     store: CheckpointStore,
     progress: Progress,
     topology: Topology,
+    peak_flops: float,
     log_metrics: MetricsLogger | None,
-) -> dict[str, float] | None:
-    """The loop from `progress.step` to `max_steps`; returns this invocation's throughput.
+) -> TrainingTime | None:
+    """The loop from `progress.step` to `max_steps`; returns the training of this invocation.
 
     Stops after `max_nonfinite_in_a_row` skipped steps: rank 0 raises the one-line error, the
     other ranks return None.
     """
-    peak_flops = job_peak_flops(topology.device, params.precision)
     log = store.training_log() if topology.is_main else None
     logger = StepLogger(params, progress.step, log, log_metrics, peak_flops, topology.rank)
     flops_of = functools.partial(batch_flops, inputs.config)
@@ -233,7 +244,7 @@ def train(
                     {f"heldout_{key}": value for key, value in heldout.items()}, progress.step
                 )
         if progress.step % params.checkpoint_every == 0 or at_end:
-            state = progress.trainer_state(data.plan, params, inputs.fingerprint)
+            state = progress.trainer_state(data.plan, params, inputs.fingerprint, logger.so_far())
             store.save(engine, progress.step, state, topology, params.keep_checkpoints)
     return logger.close()
 
