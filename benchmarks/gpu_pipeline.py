@@ -67,6 +67,7 @@ from bertforge.finetune.pretrained import (  # noqa: E402
     check_pretrained_export,
     load_export_tokenizer,
 )
+from bertforge.finetune.runs import choose_learning_rate  # noqa: E402
 from bertforge.finetune.tasks import TaskData, load_task  # noqa: E402
 from bertforge.finetune.train import DEVICE as FINETUNE_DEVICE  # noqa: E402
 from bertforge.finetune.train import train_seed  # noqa: E402
@@ -193,7 +194,7 @@ def _finetune_run(run: tuple[str, str, float, int]) -> dict[str, Any]:
     """One (task, init, learning rate, seed): its metrics and test predictions (no weights)."""
     name, init, lr, seed = run
     task, encoded = _WORKER["tasks"][name]
-    params = dataclasses.replace(_WORKER["params"], learning_rate=lr)
+    params = _WORKER["params"].at_rate(lr)
     _, result = train_seed(
         task, encoded, init, seed, _WORKER["model_dir"], _WORKER["config"], params
     )
@@ -229,7 +230,9 @@ def summarize_task(
             }
             for lr in learning_rates
         }
-        chosen[init] = max(tried, key=lambda lr: tried[lr]["dev"])  # the first of equal ones
+        chosen[init] = choose_learning_rate(
+            {lr: [runs[init, lr, seed]["dev"]["score"] for seed in params.seeds] for lr in tried}
+        )
         scores[init] = tried[chosen[init]][split]
         scores[f"{init}_lr"] = chosen[init]
         scores[f"{init}_runs"] = {str(lr): tried[lr] for lr in tried}
@@ -260,7 +263,7 @@ def finetune_all(
     they share it), keep each (task, init)'s learning rate with the best mean dev score, and
     evaluate as the evaluate stage does: summary["finetune"], ["evaluation"] and the report
     beside `args.out` (.md). A task is summarised as soon as its runs are in."""
-    learning_rates = args.lrs or [params.learning_rate]
+    learning_rates = args.lrs or params.learning_rates
     per_task = [
         (init, lr, seed) for init in params.inits for lr in learning_rates for seed in params.seeds
     ]

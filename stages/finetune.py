@@ -3,8 +3,10 @@
 Usage: python stages/finetune.py <task>   (a key of finetune.tasks in params.yaml)
 
 Writes data/finetuned/<task>/ atomically (task.json, <init>/seed-<n>/{model,predictions,
-metrics.json}) and metrics/finetune/<task>.json (mean and std over seeds, per init); logs one
-MLflow run per task with a child run per (init, seed), tagged with the pretraining run's id.
+metrics.json}, and with several learning rates learning_rates.json: the rates tried, the one
+kept per init) and metrics/finetune/<task>.json (mean and std over seeds, per init); logs one
+MLflow run per task with a child run per (init, rate, seed), tagged with the pretraining run's
+id.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from bertforge.finetune.pretrained import (
     check_pretrained_export,
     pretrain_run_id,
 )
-from bertforge.finetune.runs import finetune_task
+from bertforge.finetune.runs import SEARCH_RECORD, finetune_task
 from bertforge.finetune.summary import summarize_seeds
 from bertforge.finetune.tasks import load_task
-from bertforge.io import atomic_outputs
+from bertforge.io import atomic_outputs, read_json
 from bertforge.params import flatten, load_section
 from bertforge.stage import run_stage
 from bertforge.tracking import TAG_PREFIX, stage_run
@@ -53,7 +55,9 @@ def main() -> None:
     ) as run:
         with atomic_outputs(OUTPUT_ROOT / name, METRICS_DIR / f"{name}.json") as staged:
             seed_metrics = finetune_task(task, MODEL_DIR, config, params, staged.directory, lineage)
-            staged.metrics = summary = summarize_seeds(task.describe(), seed_metrics)
+            record = staged.directory / SEARCH_RECORD
+            search = read_json(record) if record.is_file() else None
+            staged.metrics = summary = summarize_seeds(task.describe(), seed_metrics, search)
         run.log_metrics(flatten({k: v for k, v in summary.items() if k in params.inits}))
 
 

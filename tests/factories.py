@@ -490,6 +490,7 @@ def copy_examples_project(project: Path, tmp_path: Path) -> Path:
 
 # --- registry (helper RG): MLflow stores, the register stage's inputs, quick versions --------
 
+REGISTRY_LEARNING_RATE = 0.001  # the rate of every seed build_register_project writes
 REGISTRY_SEEDS = (0, 1)
 REGISTRY_INITS = ("pretrained", "scratch")
 TOKENIZER_FILES = (
@@ -581,7 +582,8 @@ def build_register_project(
                 metrics = seed_metrics(task.kind, quality)
                 (seed_dir / "metrics.json").write_text(
                     json.dumps(
-                        {"init": init, "seed": seed, "best_epoch": 1, "history": []}
+                        {"init": init, "seed": seed, "learning_rate": REGISTRY_LEARNING_RATE}
+                        | {"best_epoch": 1, "history": []}
                         | {"dev": metrics, "test": metrics}
                     )
                 )

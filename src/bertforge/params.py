@@ -114,8 +114,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             try:
                 return _coerce(value, candidate, where)
             except BertforgeError as error:
-                errors.append(str(error))
-        raise BertforgeError(errors[0])
+                errors.append((candidate, str(error)))
+        # a list's error is the list alternative's (it names the bad item), not "a number"
+        is_list = isinstance(value, list | tuple)
+        shaped = [e for c, e in errors if (typing.get_origin(c) in (list, tuple)) == is_list]
+        raise BertforgeError((shaped or [e for _, e in errors])[0])
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(arg) for arg in args)

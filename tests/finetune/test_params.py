@@ -40,3 +40,20 @@ def test_every_default_equals_the_value_in_params_yaml():
             assert section[field.name] == field.default_factory(), field.name
         elif field.default is not dataclasses.MISSING:
             assert section[field.name] == field.default, field.name
+
+
+def test_learning_rate_is_one_rate_or_a_list_to_choose_from_on_dev(project):
+    assert tiny_finetune_params(project[1]).learning_rates == [1e-3]
+    several = tiny_finetune_params(project[1], learning_rate=[1e-3, 1e-4])
+    assert several.learning_rates == [1e-3, 1e-4]
+    assert several.at_rate(1e-4).learning_rates == [1e-4]
+    for bad, message in (
+        ([], "must list at least one rate"),
+        ([1e-3, 1e-3], "must not repeat"),
+        ([1e-3, 0.0], "must be positive"),
+        (-1e-3, "must be positive"),
+    ):
+        with pytest.raises(BertforgeError, match=rf"finetune\.learning_rate {message}"):
+            tiny_finetune_params(project[1], learning_rate=bad)
+    with pytest.raises(BertforgeError, match=r"finetune\.learning_rate\[1\] must be a number"):
+        tiny_finetune_params(project[1], learning_rate=[1e-3, "fast"])

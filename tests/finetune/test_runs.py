@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+import pytest
+
 from bertforge.finetune.pretrained import check_pretrained_export
-from bertforge.finetune.runs import finetune_task, parallelism
+from bertforge.finetune.runs import choose_learning_rate, finetune_task, parallelism
 from bertforge.finetune.summary import mean_std, summarize_seeds
 from bertforge.io import hash_path
 from tests.factories import load_embedded_task, tiny_finetune_params
@@ -53,3 +56,45 @@ def test_processes_default_to_one_per_core_and_never_more_than_the_runs(project)
     assert parallelism(tiny_finetune_params(project[1]), runs=64) == (cores, 1)
     assert parallelism(tiny_finetune_params(project[1]), runs=1) == (1, cores)
     assert parallelism(tiny_finetune_params(project[1], processes=3, threads=2), runs=6) == (3, 2)
+
+
+def test_several_learning_rates_keep_per_init_the_best_mean_dev_runs_as_trained_alone(
+    export, project, tmp_path
+):
+    """Each init keeps the runs of its rate with the best mean dev score; they are the very
+    runs a single-rate call at that rate writes, and nothing of the other rates stays."""
+    task = load_embedded_task(*project, "sentiment")
+    config = check_pretrained_export(export, None, 32)
+    common = {"epochs": 2, "inits": ["pretrained", "scratch"], "processes": 2, "threads": 1}
+    rates = [3e-3, 1e-4]
+    params = tiny_finetune_params(project[1], learning_rate=rates, **common)
+    seed_metrics = finetune_task(task, export, config, params, tmp_path / "search")
+    record = json.loads((tmp_path / "search" / "learning_rates.json").read_text())
+    assert sorted(path.name for path in (tmp_path / "search").iterdir()) == [
+        "learning_rates.json",
+        "pretrained",
+        "scratch",
+        "task.json",
+    ]
+    for init in ("pretrained", "scratch"):
+        means = record["inits"][init]["mean_dev"]
+        chosen = record["inits"][init]["chosen"]
+        assert chosen == max(rates, key=lambda rate: (means[f"{rate:g}"], -rates.index(rate)))
+        alone = tmp_path / f"alone-{init}"
+        single = tiny_finetune_params(
+            project[1], learning_rate=chosen, **(common | {"inits": [init]})
+        )
+        finetune_task(task, export, config, single, alone)
+        assert hash_path(alone / init) == hash_path(tmp_path / "search" / init)
+        kept = [m for m in seed_metrics if m["init"] == init]
+        assert [m["learning_rate"] for m in kept] == [chosen, chosen]
+        assert means[f"{chosen:g}"] == pytest.approx(np.mean([m["dev"]["score"] for m in kept]))
+    # the two rates must really differ here, or the choice would test nothing
+    assert {record["inits"][i]["mean_dev"]["0.003"] for i in record["inits"]} != {
+        record["inits"][i]["mean_dev"]["0.0001"] for i in record["inits"]
+    }
+
+
+def test_the_rate_with_the_best_mean_dev_score_wins_and_the_first_of_equal_ones():
+    assert choose_learning_rate({1e-3: [0.5, 0.7], 1e-4: [0.65, 0.6]}) == 1e-4
+    assert choose_learning_rate({1e-3: [0.6, 0.6], 1e-4: [0.7, 0.5]}) == 1e-3

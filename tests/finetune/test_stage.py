@@ -160,6 +160,39 @@ def test_mlflow_has_a_run_per_task_with_a_child_per_init_and_seed(pipeline, mlfl
     assert "average.test.pretrained.mean" in by_name["evaluate"].data.metrics
 
 
+def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
+    pipeline, tmp_path, mlflow_store, monkeypatch
+):
+    project = tmp_path / "project"
+    shutil.copytree(pipeline, project)
+    set_finetune_param(project, "learning_rate", [0.001, 0.0001])
+    set_finetune_param(project, "inits", ["pretrained"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    result = run_script(project, "finetune.py", "sentiment")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((project / "metrics/finetune/sentiment.json").read_text())
+    search = json.loads((project / "data/finetuned/sentiment/learning_rates.json").read_text())
+    assert summary["learning_rate_search"] == search
+    chosen = search["inits"]["pretrained"]["chosen"]
+    assert summary["pretrained"]["learning_rate"] == chosen
+    assert set(search["inits"]["pretrained"]["mean_dev"]) == {"0.001", "0.0001"}
+    assert not (project / "data/finetuned/sentiment/search").exists()
+    client = mlflow.MlflowClient(mlflow_store)
+    experiment = client.get_experiment_by_name("bertforge")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parent = max(
+        (run for run in runs if run.info.run_name == "finetune-sentiment"),
+        key=lambda run: run.info.start_time,
+    )
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(
+        f"sentiment-pretrained-lr{rate}-seed{seed}"
+        for rate in ("0.001", "0.0001")
+        for seed in (0, 1)
+    )
+    assert {r.data.params["learning_rate"] for r in children} == {"0.001", "0.0001"}
+
+
 def corrupt_dev_label(project: Path) -> list[str]:
     path = project / "data/raw/tasks/sentiment/dev.jsonl"
     write_jsonl(path, [{"sentence": "a day", "label": "pos"}, {"sentence": "b", "label": "meh"}])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -18,18 +19,37 @@ from bertforge.io import hash_path
 from bertforge.registry.register import source_data_hashes
 from bertforge.registry.summary import EvalSummary, MetricStat
 from bertforge.tracking import TAG_PREFIX, set_experiment
-from tests.factories import add_version, build_register_project, run_register_stage
+from tests.factories import (
+    REGISTRY_LEARNING_RATE,
+    add_version,
+    build_register_project,
+    run_register_stage,
+)
 
 
-def finetune_child_run(project: Path, task: str, seed: int) -> str:
-    """A run shaped like finetune's child run of one (task, init=pretrained, seed)."""
+def finetune_child_run(
+    project: Path, task: str, seed: int, learning_rate: float = REGISTRY_LEARNING_RATE
+) -> str:
+    """A run shaped like finetune's child run of one (task, init=pretrained, seed, rate)."""
     with contextlib.chdir(project):
         set_experiment()
         tags = {f"{TAG_PREFIX}task": task, f"{TAG_PREFIX}init": "pretrained"}
         tags[f"{TAG_PREFIX}pretrain_run_id"] = pretrain_run_id(project / "data/pretrained/model")
         with mlflow.start_run(run_name=f"{task}-pretrained-seed{seed}", tags=tags) as run:
-            mlflow.log_params({"init": "pretrained", "seed": seed})
+            mlflow.log_params({"init": "pretrained", "seed": seed, "learning_rate": learning_rate})
     return run.info.run_id
+
+
+def test_the_finetune_run_named_is_the_best_seeds_run_at_the_rate_it_kept(store, tmp_path):
+    """A search over learning rates logs a child run per (rate, seed): the lineage names the
+    run of the rate the seed's files were kept from, not the newest run of that seed."""
+    project = build_register_project(tmp_path / "project")
+    kept = finetune_child_run(project, "sentiment", 1)
+    time.sleep(0.05)  # the run of the other rate is the newer one
+    finetune_child_run(project, "sentiment", 1, learning_rate=REGISTRY_LEARNING_RATE / 10)
+    assert run_register_stage(project) == 0
+    tags = mlflow.MlflowClient().get_model_version("tiny-sentiment", "1").tags
+    assert tags[f"{TAG_PREFIX}finetune_run_id"] == kept
 
 
 def test_register_stage_registers_encoder_and_each_tasks_best_seed_with_lineage(store, tmp_path):

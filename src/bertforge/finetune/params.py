@@ -29,7 +29,9 @@ class FinetuneParams:
     batch_size: int = 32
     eval_batch_size: int = 256
     epochs: int = 6
-    learning_rate: float = 1e-3
+    # one peak rate, or several: each (init, seed) trained at every rate, and per init the rate
+    # with the best mean dev score over the seeds kept (`choose_learning_rate`)
+    learning_rate: float | list[float] = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     schedule: Literal["linear", "cosine", "constant"] = "linear"
@@ -62,7 +64,10 @@ class FinetuneParams:
         )
         for name in ("batch_size", "eval_batch_size", "epochs"):
             require(getattr(self, name) >= 1, name, "must be at least 1", getattr(self, name))
-        require(self.learning_rate > 0, "learning_rate", "must be positive", self.learning_rate)
+        rates = self.learning_rates
+        require(len(rates) >= 1, "learning_rate", "must list at least one rate", rates)
+        require(len(set(rates)) == len(rates), "learning_rate", "must not repeat", rates)
+        require(all(r > 0 for r in rates), "learning_rate", "must be positive", self.learning_rate)
         require(self.weight_decay >= 0, "weight_decay", "must be non-negative", self.weight_decay)
         require(
             0 <= self.warmup_fraction < 1,
@@ -97,6 +102,16 @@ class FinetuneParams:
             self.processes >= 0, "processes", "must be 0 (one per core) or more", self.processes
         )
         require(self.threads >= 0, "threads", "must be 0 (share the cores) or more", self.threads)
+
+    @property
+    def learning_rates(self) -> list[float]:
+        """The rates to try: one, or the listed ones (chosen between on dev)."""
+        rate = self.learning_rate
+        return list(rate) if isinstance(rate, list | tuple) else [rate]
+
+    def at_rate(self, learning_rate: float) -> FinetuneParams:
+        """These params with the one rate a run trains at."""
+        return dataclasses.replace(self, learning_rate=learning_rate)
 
     def task(self, name: str) -> TaskSpec:
         """The spec of task `name`; an unknown name is a one-line error listing the known ones."""

@@ -12,11 +12,12 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -47,6 +48,24 @@ TOKENIZER_FILES = (VOCAB_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TO
 def seed_directory(task_dir: Path, init: str, seed: int) -> Path:
     """Where one (init, seed) of a task writes: ``<task_dir>/<init>/seed-<n>``."""
     return Path(task_dir) / init / f"seed-{seed}"
+
+
+SEARCH_DIR = "search"  # the runs of every rate, while a search is undecided
+SEARCH_RECORD = "learning_rates.json"
+
+
+def run_directory(task_dir: Path, init: str, learning_rate: float, seed: int, search: bool) -> Path:
+    """Where one run writes: its seed directory, or with several rates to choose between,
+    ``<task_dir>/search/<init>/lr-<rate>/seed-<n>`` until the choice moves it there."""
+    if not search:
+        return seed_directory(task_dir, init, seed)
+    return Path(task_dir) / SEARCH_DIR / init / f"lr-{learning_rate:g}" / f"seed-{seed}"
+
+
+def choose_learning_rate(dev_scores: Mapping[float, Sequence[float]]) -> float:
+    """The rate whose seeds have the best mean dev score (the first listed of equal ones)."""
+    means = {rate: float(np.mean(scores)) for rate, scores in dev_scores.items()}
+    return max(means, key=means.__getitem__)
 
 
 def write_seed(
@@ -85,6 +104,7 @@ def write_seed(
         {
             "init": result.init,
             "seed": result.seed,
+            "learning_rate": result.learning_rate,
             "best_epoch": result.best_epoch,
             "history": result.history,
             "dev": result.metrics["dev"],
@@ -118,16 +138,18 @@ def _start_worker(runs: TaskRuns) -> None:
     torch.set_num_threads(runs.threads)
 
 
-def _train_and_write(run: tuple[Init, int]) -> SeedResult:
-    """One (init, seed) in a worker: train, write its directory, return the result (no weights)."""
+def _train_and_write(run: tuple[Init, float, int]) -> SeedResult:
+    """One (init, rate, seed) in a worker: train, write its directory, return the result (no
+    weights)."""
     assert _TASK_RUNS is not None, "_start_worker was not called in this process"
-    shared, (init, seed) = _TASK_RUNS, run
+    shared, (init, rate, seed) = _TASK_RUNS, run
+    params = shared.params.at_rate(rate)
     model, result = train_seed(
-        shared.task, shared.encoded, init, seed, shared.model_dir, shared.config, shared.params
+        shared.task, shared.encoded, init, seed, shared.model_dir, shared.config, params
     )
-    write_seed(
-        seed_directory(shared.output_dir, init, seed), model, result, shared.task, shared.model_dir
-    )
+    search = len(shared.params.learning_rates) > 1
+    directory = run_directory(shared.output_dir, init, rate, seed, search)
+    write_seed(directory, model, result, shared.task, shared.model_dir)
     return dataclasses.replace(result, state_dict={})
 
 
@@ -154,7 +176,9 @@ def log_child_run(result: SeedResult, name: str, tags: Mapping[str, str]) -> Non
     if mlflow.active_run() is None:
         return
     with mlflow.start_run(run_name=name, nested=True, tags=dict(tags), log_system_metrics=False):
-        mlflow.log_params({"init": result.init, "seed": result.seed})
+        mlflow.log_params(
+            {"init": result.init, "seed": result.seed, "learning_rate": result.learning_rate}
+        )
         for record in result.history:
             epoch = int(record["epoch"])
             logged = {k: v for k, v in record.items() if k != "epoch"}
@@ -183,11 +207,15 @@ def finetune_task(
 ) -> list[dict[str, Any]]:
     """Train every (init, seed) of a task into `output_dir` (the caller makes it atomic).
 
-    Writes ``task.json`` and ``<init>/seed-<n>/``; returns the seed metrics. The runs are spread
-    over `parallelism(...)` worker processes; each (init, seed) depends only on its seed, so the
-    outputs do not depend on how many processes share the work (at a fixed thread count). Each
-    run becomes an MLflow child run of the active run, tagged with `tags` (the pretraining
-    run's id), logged from this process as the results arrive in order.
+    Writes ``task.json`` and ``<init>/seed-<n>/``; returns the seed metrics. With several
+    learning rates, every (init, seed) is trained at each, and per init the rate with the best
+    mean dev score over the seeds is kept (`choose_learning_rate`): its runs become the seed
+    directories, the others are deleted, and ``learning_rates.json`` records every rate's dev
+    and test means. The runs are spread over `parallelism(...)` worker processes; each run
+    depends only on its seed and rate, so the outputs do not depend on how many processes share
+    the work (at a fixed thread count). Each run becomes an MLflow child run of the active run,
+    tagged with `tags` (the pretraining run's id), logged from this process as the results
+    arrive in order.
     """
     tokenizer = load_export_tokenizer(model_dir)
     encoded = {
@@ -195,7 +223,8 @@ def finetune_task(
         for split in TASK_SPLITS
     }
     write_json_atomic(Path(output_dir) / "task.json", task.describe())
-    runs = [(init, seed) for init in params.inits for seed in params.seeds]
+    rates = params.learning_rates
+    runs = [(init, rate, seed) for init in params.inits for rate in rates for seed in params.seeds]
     processes, threads = parallelism(params, len(runs))
     shared = TaskRuns(task, encoded, Path(model_dir), config, params, Path(output_dir), threads)
     results = ordered_parallel_map(
@@ -206,12 +235,48 @@ def finetune_task(
         initargs=(shared,),
         param="finetune.processes",
     )
-    seed_metrics = []
+    finished: dict[tuple[Init, float, int], SeedResult] = {}
     progress = tqdm(total=len(runs), desc=f"finetune {task.name} ({processes} proc)", unit="run")
     with progress:
-        for (init, seed), result in zip(runs, results, strict=True):
+        for (init, rate, seed), result in zip(runs, results, strict=True):
             run_tags = {f"{TAG_PREFIX}task": task.name, f"{TAG_PREFIX}init": init, **(tags or {})}
-            log_child_run(result, f"{task.name}-{init}-seed{seed}", run_tags)
-            seed_metrics.append(read_json(seed_directory(output_dir, init, seed) / "metrics.json"))
+            at_rate = f"-lr{rate:g}" if len(rates) > 1 else ""
+            log_child_run(result, f"{task.name}-{init}{at_rate}-seed{seed}", run_tags)
+            finished[init, rate, seed] = result
             progress.update()
-    return seed_metrics
+    if len(rates) > 1:
+        keep_chosen_rates(Path(output_dir), finished, params)
+    return [
+        read_json(seed_directory(output_dir, init, seed) / "metrics.json")
+        for init in params.inits
+        for seed in params.seeds
+    ]
+
+
+def keep_chosen_rates(
+    output_dir: Path,
+    finished: Mapping[tuple[Init, float, int], SeedResult],
+    params: FinetuneParams,
+) -> None:
+    """Per init, move the runs of the rate with the best mean dev score to the seed
+    directories, delete the rest, and record every rate's dev and test means."""
+    record: dict[str, Any] = {"chosen_by": "the best mean dev score over the seeds", "inits": {}}
+    for init in params.inits:
+        scores = {
+            split: {
+                rate: [finished[init, rate, seed].metrics[split]["score"] for seed in params.seeds]
+                for rate in params.learning_rates
+            }
+            for split in ("dev", "test")
+        }
+        chosen = choose_learning_rate(scores["dev"])
+        record["inits"][init] = {"chosen": chosen} | {
+            f"mean_{split}": {f"{rate:g}": float(np.mean(runs)) for rate, runs in by_rate.items()}
+            for split, by_rate in scores.items()
+        }
+        for seed in params.seeds:
+            target = seed_directory(output_dir, init, seed)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run_directory(output_dir, init, chosen, seed, search=True).rename(target)
+    shutil.rmtree(output_dir / SEARCH_DIR)
+    write_json_atomic(output_dir / SEARCH_RECORD, record)

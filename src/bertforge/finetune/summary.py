@@ -29,17 +29,27 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
 
 
 def summarize_seeds(
-    task_info: Mapping[str, Any], seed_metrics: Sequence[Mapping[str, Any]]
+    task_info: Mapping[str, Any],
+    seed_metrics: Sequence[Mapping[str, Any]],
+    search: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per init and split, mean and std over seeds of every metric: metrics/finetune/<task>.json."""
+    """Per init and split, mean and std over seeds of every metric: metrics/finetune/<task>.json.
+
+    Each init's learning rate is its seeds'; `search` (learning_rates.json, when several rates
+    were tried) goes in as ``learning_rate_search``.
+    """
     summary: dict[str, Any] = {
         "task": task_info["name"],
         "primary_metric": task_info["metric"],
         "test_is_dev": task_info["test_is_dev"],
     }
+    if search is not None:
+        summary["learning_rate_search"] = dict(search)
     for init in dict.fromkeys(m["init"] for m in seed_metrics):
         runs = [m for m in seed_metrics if m["init"] == init]
         summary[init] = {"seeds": [m["seed"] for m in runs]}
+        if "learning_rate" in runs[0]:  # seed metrics written before 2026-11-28 lack it
+            summary[init]["learning_rate"] = runs[0]["learning_rate"]
         for split in ("dev", "test"):
             names = runs[0][split].keys()
             summary[init][split] = {

@@ -120,9 +120,8 @@ def make_optimizer(model: torch.nn.Module, params: FinetuneParams) -> torch.opti
     groups = optimizer_parameter_groups(model, params.weight_decay)
     for group in groups:  # only what `freeze` left trainable
         group["params"] = [p for p in group["params"] if p.requires_grad]
-    return torch.optim.AdamW(
-        groups, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=True
-    )
+    (learning_rate,) = params.learning_rates  # a run trains at one rate (`at_rate`)
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999), eps=1e-8, fused=True)
 
 
 def make_schedule(
@@ -181,6 +180,7 @@ class SeedResult:
 
     init: str
     seed: int
+    learning_rate: float
     best_epoch: int
     history: list[dict[str, float]]
     state_dict: dict[str, torch.Tensor]
@@ -291,6 +291,7 @@ def train_seed(
     result = SeedResult(
         init=init,
         seed=seed,
+        learning_rate=optimizer.defaults["lr"],
         best_epoch=best_epoch,
         history=history,
         state_dict=best_state,

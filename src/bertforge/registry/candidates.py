@@ -71,11 +71,14 @@ def best_seed(task_dir: Path) -> dict[str, Any]:
         raise BertforgeError(f"{task_dir}/{INIT}: a metrics.json has no dev score") from None
 
 
-def finetune_run_id(task: str, seed: int, pretrain_run: str | None) -> str:
+def finetune_run_id(
+    task: str, seed: int, pretrain_run: str | None, learning_rate: float | None = None
+) -> str:
     """The MLflow run that fine-tuned this seed, found by its tags (no run id is in its files).
 
     It is the newest run tagged with this task, init and pretraining run whose ``seed`` param
-    matches; "unknown" when the store has none (e.g. a copied directory).
+    matches, and its ``learning_rate`` param where the seed's metrics name one (a search over
+    rates logs a run per rate); "unknown" when the store has none (e.g. a copied directory).
     """
     client = registry_client()
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
@@ -85,6 +88,8 @@ def finetune_run_id(task: str, seed: int, pretrain_run: str | None) -> str:
         f"tags.`{TAG_PREFIX}task` = '{task}' and tags.`{TAG_PREFIX}init` = '{INIT}' "
         f"and params.seed = '{seed}'"
     )
+    if learning_rate is not None:
+        query += f" and params.learning_rate = '{learning_rate}'"
     if pretrain_run:
         query += f" and tags.`{TAG_PREFIX}pretrain_run_id` = '{pretrain_run}'"
     found = client.search_runs(
@@ -147,7 +152,7 @@ def pipeline_candidates(
                     f"{TAG_PREFIX}init": INIT,
                     f"{TAG_PREFIX}best_seed": str(best["seed"]),
                     f"{TAG_PREFIX}finetune_run_id": finetune_run_id(
-                        task, best["seed"], pretrain_run
+                        task, best["seed"], pretrain_run, best.get("learning_rate")
                     ),
                 },
                 max_length=max_seq_length,
