@@ -107,6 +107,11 @@ def test_evaluate_writes_the_table_with_test_as_headline_and_the_average(pipelin
     report = (pipeline / "reports/eval.md").read_text()
     assert "Headline split: **test**" in report
     assert "| sentiment | accuracy |" in report and "| **average** | score |" in report
+    # the rate each init was fine-tuned at, in the evaluation and the report
+    rates = {"pretrained": 0.001, "scratch": 0.001}
+    assert all(evaluation["tasks"][task]["learning_rate"] == rates for task in TASKS)
+    assert "## Fine-tuning learning rates" in report
+    assert "- sentiment: pretrained 0.001, scratch 0.001" in report
 
 
 def test_transformers_loads_a_written_model_and_predicts_what_we_predicted(pipeline):
@@ -191,6 +196,11 @@ def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
         for seed in (0, 1)
     )
     assert {r.data.params["learning_rate"] for r in children} == {"0.001", "0.0001"}
+    # evaluate reports the rate kept
+    result = run_script(project, "evaluate.py")
+    assert result.returncode == 0, result.stderr
+    report = (project / "reports/eval.md").read_text()
+    assert f"- sentiment: pretrained {chosen:g}" in report
 
 
 def corrupt_dev_label(project: Path) -> list[str]:

@@ -151,4 +151,21 @@ def render_report(evaluation: Mapping[str, Any]) -> str:
                 for key, value in values.items()
             )
             lines.append(f"- {name}: {chosen or 'nothing to choose'}")
+    rates = {
+        name: task["learning_rate"]
+        for name, task in evaluation["tasks"].items()
+        if "learning_rate" in task
+    }
+    if rates:
+        lines += [
+            "",
+            "## Fine-tuning learning rates",
+            "",
+            "Given as `finetune.learning_rate`; given a list, each task and init keeps the rate "
+            "with the best mean dev score (data/finetuned/<task>/learning_rates.json).",
+            "",
+        ]
+        for name, by_init in rates.items():
+            kept = ", ".join(f"{MODEL_TITLES.get(i, i)} {rate:g}" for i, rate in by_init.items())
+            lines.append(f"- {name}: {kept}")
     return "\n".join(lines) + "\n"

@@ -190,6 +190,9 @@ def evaluate_results(
                 for split in ("test", "dev")
             },
         }
+        rates = {init: summary[init]["learning_rate"] for init in inits}
+        if None not in rates.values():
+            tasks[name]["learning_rate"] = rates  # the fine-tuning rate each init was kept at
         if name in baselines:
             tasks[name]["settings"] = {
                 model: run.settings for model, run in baselines[name].items()

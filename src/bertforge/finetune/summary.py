@@ -48,8 +48,8 @@ def summarize_seeds(
     for init in dict.fromkeys(m["init"] for m in seed_metrics):
         runs = [m for m in seed_metrics if m["init"] == init]
         summary[init] = {"seeds": [m["seed"] for m in runs]}
-        if "learning_rate" in runs[0]:  # seed metrics written before 2026-11-28 lack it
-            summary[init]["learning_rate"] = runs[0]["learning_rate"]
+        # None: seed metrics written before 2026-11-28, which lack it
+        summary[init]["learning_rate"] = runs[0].get("learning_rate")
         for split in ("dev", "test"):
             names = runs[0][split].keys()
             summary[init][split] = {
