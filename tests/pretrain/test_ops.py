@@ -107,3 +107,24 @@ def test_pretrain_compile_without_a_compiler_stops_up_front_in_one_line(tmp_path
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(errors) == 1 and "needs a C++ compiler, but 'c++' is not on PATH" in errors[0]
     assert not (root / "data/pretrained/model").exists()
+
+
+def test_joining_a_job_alone_compiles_nothing(tmp_path):
+    """`start_distributed` skips the op DeepSpeed's init_distributed would build (30-50 s of
+    compiling, in every caller that does not go through `prepare_ops` first)."""
+    (tmp_path / "extensions").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from bertforge.pretrain.engine import start_distributed; "
+            "print('joined', start_distributed(30).world_size)",
+        ],
+        env=without_a_compiler(tmp_path) | {"DS_ACCELERATOR": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "joined 1" in result.stdout
+    assert list((tmp_path / "extensions").iterdir()) == []

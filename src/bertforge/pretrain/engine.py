@@ -28,6 +28,7 @@ from bertforge.pretrain.launch import (
     free_port,
     port_taken,
 )
+from bertforge.pretrain.ops import skip_unused_ops
 from bertforge.pretrain.params import PretrainParams
 
 RENDEZVOUS_TIMEOUT_S = 300.0
@@ -69,6 +70,7 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
         os.environ.setdefault(name, value)
     picked_here = "MASTER_PORT" not in os.environ
     os.environ.setdefault("MASTER_PORT", str(free_port()))
+    skip_unused_ops()  # init_distributed would compile an op no run uses (bertforge.pretrain.ops)
     import deepspeed
     from deepspeed.utils import logger as deepspeed_logger
 

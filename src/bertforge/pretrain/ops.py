@@ -8,7 +8,8 @@ starts):
 * skips the op no run of ours uses: ``deepspeed_shm_comm``, which ``deepspeed.init_distributed``
   builds on every job but which only DeepSpeed's inference all-reduce (tensor-parallel
   inference) calls; training's collectives are the process group's (gloo, nccl). A CPU run
-  compiles nothing and needs no compiler;
+  compiles nothing and needs no compiler (`start_distributed` skips it too, for whatever joins
+  a job without `prepare_ops`: benchmarks, tests);
 * checks up front, in one line, for the tools what remains needs: a C++ compiler for
   ``pretrain.compile`` (torch.compile generates C++ on CPU, and a C launcher on GPU) and for
   ``optimizer: lamb`` (DeepSpeed's FusedLamb, compiled for the GPU);
