@@ -106,6 +106,9 @@ def timed(summary: dict[str, Any], name: str, function, *args, **kwargs):
     return result
 
 
+TINY_CORPUS = "data/raw/corpus/jargon.txt.xz"  # 1.1 MB of text, of the corpus's 20
+
+
 def section(params: dict[str, Any], name: str, cls: type, **overrides: Any) -> Any:
     return parse(cls, params[name] | overrides, f"params.yaml: {name}")
 
@@ -317,7 +320,9 @@ def finetune_all(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--tiny", action="store_true", help="CPU rehearsal: tiny model and budget")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU rehearsal: one book, tiny model and budget"
+    )
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps")
     parser.add_argument("--batch", type=int, default=256, help="global batch (GPU)")
     parser.add_argument("--tasks", nargs="+", help="fine-tuning tasks (default: all)")
@@ -351,7 +356,11 @@ def main() -> None:
     shutil.copytree(REPO / "data" / "raw", work / "data" / "raw")
     os.chdir(work)
     try:
-        ingest_params = section(params, "ingest", IngestParams, num_proc=min(8, os.cpu_count()))
+        # the CPU rehearsal reads one of the corpus's four books, for a vocabulary of 4,000
+        tiny = {"sources": [{"path": TINY_CORPUS}], "num_proc": 1} if args.tiny else {}
+        ingest_params = section(
+            params, "ingest", IngestParams, **({"num_proc": min(8, os.cpu_count())} | tiny)
+        )
         ingested = Path("data/ingested")
         timed(
             summary,
@@ -362,7 +371,9 @@ def main() -> None:
             ingested,
             show_progress=False,
         )
-        vocab_params = section(params, "vocab", VocabParams)
+        vocab_params = section(
+            params, "vocab", VocabParams, **({"vocab_size": 4000} if args.tiny else {})
+        )
         tokenizer = timed(summary, "vocab", train_tokenizer, ingested / "train", vocab_params)
         Path("data/tokenizer").mkdir(parents=True)
         write_tokenizer(tokenizer, Path("data/tokenizer"), vocab_params)
