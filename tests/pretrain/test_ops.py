@@ -13,7 +13,7 @@ import pytest
 from bertforge.errors import BertforgeError
 from bertforge.pretrain.ops import check_build_tools, clear_stale_build_locks, skip_unused_ops
 from tests.factories import make_pretrain_project, pretrain_params
-from tests.support import REPO_ROOT
+from tests.support import DISTRIBUTED_ENV, REPO_ROOT
 
 
 def test_the_shared_memory_op_no_training_uses_is_never_built():
@@ -120,7 +120,12 @@ def test_joining_a_job_alone_compiles_nothing(tmp_path):
             "from bertforge.pretrain.engine import start_distributed; "
             "print('joined', start_distributed(30).world_size)",
         ],
-        env=without_a_compiler(tmp_path) | {"DS_ACCELERATOR": "cpu"},
+        env={  # a job of its own, not the session's one-rank job (its port is taken)
+            key: value
+            for key, value in without_a_compiler(tmp_path).items()
+            if key not in DISTRIBUTED_ENV
+        }
+        | {"DS_ACCELERATOR": "cpu"},
         capture_output=True,
         text=True,
         timeout=120,

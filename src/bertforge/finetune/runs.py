@@ -65,6 +65,7 @@ def run_directory(task_dir: Path, init: str, learning_rate: float, seed: int, se
 def choose_learning_rate(dev_scores: Mapping[float, Sequence[float]]) -> float:
     """The rate whose seeds have the best mean dev score (the first listed of equal ones)."""
     means = {rate: float(np.mean(scores)) for rate, scores in dev_scores.items()}
+    # the best mean dev score over the seeds; max keeps the first listed of equal ones
     return max(means, key=means.__getitem__)
 
 
