@@ -98,3 +98,14 @@ def test_several_learning_rates_keep_per_init_the_best_mean_dev_runs_as_trained_
 def test_the_rate_with_the_best_mean_dev_score_wins_and_the_first_of_equal_ones():
     assert choose_learning_rate({1e-3: [0.5, 0.7], 1e-4: [0.65, 0.6]}) == 1e-4
     assert choose_learning_rate({1e-3: [0.6, 0.6], 1e-4: [0.7, 0.5]}) == 1e-3
+
+
+def test_with_a_gpu_runs_go_one_at_a_time_unless_processes_share_it(project, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cores = len(os.sched_getaffinity(0))
+    assert parallelism(tiny_finetune_params(project[1]), runs=24) == (1, cores)
+    shared = tiny_finetune_params(project[1], processes=12)
+    assert parallelism(shared, runs=24) == (12, 1)
+    assert parallelism(shared, runs=4) == (4, max(1, cores // 4))
