@@ -2,14 +2,16 @@
 
 DeepSpeed compiles some of its C++/CUDA ops on first use, with torch's cpp_extension (the
 system's C++ compiler, ninja), behind a ``lock`` file in the build folder on which torch waits
-with no time limit. So that no run waits silently, `prepare_ops` (every rank, before DeepSpeed
-starts):
+with no time limit. So that no run waits silently:
 
-* skips the op no run of ours uses: ``deepspeed_shm_comm``, which ``deepspeed.init_distributed``
-  builds on every job but which only DeepSpeed's inference all-reduce (tensor-parallel
-  inference) calls; training's collectives are the process group's (gloo, nccl). A CPU run
-  compiles nothing and needs no compiler (`start_distributed` skips it too, for whatever joins
-  a job without `prepare_ops`: benchmarks, tests);
+* `skip_unused_ops` (called by `bertforge.pretrain.engine.start_distributed`, the one place a
+  process joins a DeepSpeed job) skips the op no run of ours uses: ``deepspeed_shm_comm``,
+  which ``deepspeed.init_distributed`` builds on every job but which only DeepSpeed's inference
+  all-reduce (tensor-parallel inference) calls; training's collectives are the process group's
+  (gloo, nccl). A CPU run compiles nothing and needs no compiler.
+
+`prepare_ops` (every rank, before DeepSpeed starts):
+
 * checks up front, in one line, for the tools what remains needs: a C++ compiler for
   ``pretrain.compile`` (torch.compile generates C++ on CPU, and a C launcher on GPU) and for
   ``optimizer: lamb`` (DeepSpeed's FusedLamb, compiled for the GPU);
@@ -47,7 +49,6 @@ def prepare_ops(params: PretrainParams, cuda: bool) -> None:
     os.environ[EXTENSIONS_VARIABLE] = str(folder)
     folder.mkdir(parents=True, exist_ok=True)
     clear_stale_build_locks(folder, ours=chosen is None)
-    skip_unused_ops()
 
 
 def check_build_tools(params: PretrainParams, cuda: bool) -> None:
