@@ -226,15 +226,14 @@ def summarize_task(
     scores: dict[str, Any] = {}
     chosen = {}
     for init in params.inits:
-        tried = {
-            lr: {
-                part: float(np.mean([runs[init, lr, seed][part]["score"] for seed in params.seeds]))
-                for part in ("dev", "test")
+        chosen[init], tried = choose_learning_rate(
+            {
+                lr: [
+                    {part: runs[init, lr, seed][part]["score"] for part in ("dev", "test")}
+                    for seed in params.seeds
+                ]
+                for lr in learning_rates
             }
-            for lr in learning_rates
-        }
-        chosen[init] = choose_learning_rate(
-            {lr: [runs[init, lr, seed]["dev"]["score"] for seed in params.seeds] for lr in tried}
         )
         scores[init] = tried[chosen[init]][split]
         scores[f"{init}_lr"] = chosen[init]

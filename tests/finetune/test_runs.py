@@ -96,8 +96,13 @@ def test_several_learning_rates_keep_per_init_the_best_mean_dev_runs_as_trained_
 
 
 def test_the_rate_with_the_best_mean_dev_score_wins_and_the_first_of_equal_ones():
-    assert choose_learning_rate({1e-3: [0.5, 0.7], 1e-4: [0.65, 0.6]}) == 1e-4
-    assert choose_learning_rate({1e-3: [0.6, 0.6], 1e-4: [0.7, 0.5]}) == 1e-3
+    def runs(*dev: float) -> list[dict[str, float]]:
+        return [{"dev": score, "test": 1 - score} for score in dev]
+
+    chosen, means = choose_learning_rate({1e-3: runs(0.5, 0.7), 1e-4: runs(0.65, 0.6)})
+    assert chosen == 1e-4
+    assert means[1e-3]["dev"] == pytest.approx(0.6) and means[1e-4]["test"] == pytest.approx(0.375)
+    assert choose_learning_rate({1e-3: runs(0.6, 0.6), 1e-4: runs(0.7, 0.5)})[0] == 1e-3
 
 
 def test_with_a_gpu_runs_go_one_at_a_time_unless_processes_share_it(project, monkeypatch):

@@ -62,11 +62,17 @@ def run_directory(task_dir: Path, init: str, learning_rate: float, seed: int, se
     return Path(task_dir) / SEARCH_DIR / init / f"lr-{learning_rate:g}" / f"seed-{seed}"
 
 
-def choose_learning_rate(dev_scores: Mapping[float, Sequence[float]]) -> float:
-    """The rate whose seeds have the best mean dev score (the first listed of equal ones)."""
-    means = {rate: float(np.mean(scores)) for rate, scores in dev_scores.items()}
+def choose_learning_rate(
+    scores: Mapping[float, Sequence[Mapping[str, float]]],
+) -> tuple[float, dict[float, dict[str, float]]]:
+    """The rate whose seeds have the best mean dev score (the first listed of equal ones), and
+    each rate's mean score per split; `scores[rate]`: one {split: score} per seed."""
+    means = {
+        rate: {split: float(np.mean([run[split] for run in runs])) for split in runs[0]}
+        for rate, runs in scores.items()
+    }
     # the best mean dev score over the seeds; max keeps the first listed of equal ones
-    return max(means, key=means.__getitem__)
+    return max(means, key=lambda rate: means[rate]["dev"]), means
 
 
 def write_seed(
@@ -267,17 +273,15 @@ def keep_chosen_rates(
     directories, delete the rest, and record every rate's dev and test means."""
     record: dict[str, Any] = {"chosen_by": "the best mean dev score over the seeds", "inits": {}}
     for init in params.inits:
-        scores = {
-            split: {
-                rate: [finished[init, rate, seed].metrics[split]["score"] for seed in params.seeds]
+        chosen, means = choose_learning_rate(
+            {
+                rate: [finished[init, rate, seed].scores() for seed in params.seeds]
                 for rate in params.learning_rates
             }
-            for split in ("dev", "test")
-        }
-        chosen = choose_learning_rate(scores["dev"])
+        )
         record["inits"][init] = {"chosen": chosen} | {
-            f"mean_{split}": {f"{rate:g}": float(np.mean(runs)) for rate, runs in by_rate.items()}
-            for split, by_rate in scores.items()
+            f"mean_{split}": {f"{rate:g}": means[rate][split] for rate in means}
+            for split in ("dev", "test")
         }
         for seed in params.seeds:
             target = seed_directory(output_dir, init, seed)

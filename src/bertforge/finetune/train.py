@@ -188,6 +188,10 @@ class SeedResult:
     metrics: dict[str, dict[str, float]]
     seconds: float
 
+    def scores(self) -> dict[str, float]:
+        """The score (the primary metric, GLUE-averaged) of each split."""
+        return {split: metrics["score"] for split, metrics in self.metrics.items()}
+
 
 def train_epoch(
     model: BertForSequenceClassification,
