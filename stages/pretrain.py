@@ -19,7 +19,7 @@ from pathlib import Path
 from bertforge.io import atomic_outputs, sha256_file
 from bertforge.model import WEIGHTS_FILE
 from bertforge.params import flatten, load_section
-from bertforge.pretrain.engine import stop_distributed
+from bertforge.pretrain.engine import exit_without_teardown, stop_distributed
 from bertforge.pretrain.inputs import PretrainInputs, check_inputs
 from bertforge.pretrain.launch import check_gpu_count, launch_local_processes, under_launcher
 from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
@@ -41,7 +41,8 @@ def main() -> None:
     if not launched and world_size > 1:
         sys.exit(launch_local_processes(world_size, [sys.executable, os.path.abspath(__file__)]))
     train_and_export(params, inputs)
-    stop_distributed()  # after success only (see its docstring): gloo's threads end cleanly
+    if stop_distributed():  # after success only; threads of a group a library still holds
+        exit_without_teardown(0)
 
 
 def train_and_export(params: PretrainParams, inputs: PretrainInputs) -> None:

@@ -8,13 +8,16 @@ rate is ours too: the loop sets `learning_rate(params, step)` before every optim
 
 from __future__ import annotations
 
+import gc
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 
@@ -71,6 +74,10 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
     picked_here = "MASTER_PORT" not in os.environ
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     skip_unused_ops()  # init_distributed would compile an op no run uses (bertforge.pretrain.ops)
+    # imported before the default group exists: its functions take `group=group.WORLD` as a
+    # default argument, so importing it later (DeepSpeed's initialize does) holds the group, and
+    # its threads, until the interpreter's teardown (see stop_distributed)
+    importlib.import_module("torch.distributed.nn.functional")
     import deepspeed
     from deepspeed.utils import logger as deepspeed_logger
 
@@ -125,16 +132,62 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
     )
 
 
-def stop_distributed() -> None:
-    """Leave the job: destroy this process's process group, once its work is done.
+PROCESS_GROUP_THREADS = ("gloo", "tcpstore")
+"""Parts of the names PyTorch gives a process group's threads (gloo's workers and loops, the
+rendezvous store's server)."""
 
-    PyTorch asks every process to do this before it exits. Without it, gloo's worker threads
-    can outlive the interpreter's teardown and abort it ("terminate called without an active
-    exception", exit code 1 after a run that finished). Called only after success: a rank that
-    failed exits without it, since destroying a group other ranks still use can hang them.
+
+def stop_distributed() -> list[str]:
+    """Leave the job: destroy this process's process groups, once its work is done.
+
+    Returns the process-group threads still running after it (Linux; elsewhere always empty),
+    for the caller to `exit_without_teardown` when there are any.
+
+    Destroying a group stops its threads only once nothing refers to it any more, so DeepSpeed's
+    own references go too (`deepspeed.comm`'s destroy), the engine's before (`pretrain`
+    destroys its engine on the way out) and those in reference cycles after (a collection).
+    A thread left running reaches the interpreter's teardown, where a gloo worker releasing
+    the last collective's tensors takes the GIL, Python ends that thread, and the process
+    aborts ("terminate called without an active exception", exit code 1 after a run that
+    finished). Called only after success: a rank that failed exits without it, since
+    destroying a group other ranks still use can hang them.
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        deepspeed_comm = sys.modules.get("deepspeed.comm")
+        if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+            deepspeed_comm.destroy_process_group()  # releases DeepSpeed's references too
+        else:
+            torch.distributed.destroy_process_group()
+        gc.collect()  # the last references may sit in reference cycles
+    return process_group_threads()
+
+
+def process_group_threads() -> list[str]:
+    """The names of this process's process-group threads still running (Linux; else [])."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return []
+    names = []
+    for task in tasks.iterdir():
+        try:
+            name = (task / "comm").read_text(encoding="utf-8").strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if any(part in name for part in PROCESS_GROUP_THREADS):
+            names.append(name)
+    return sorted(names)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """End the process now, its output flushed, without the interpreter's teardown.
+
+    For a finished rank whose process groups a library still holds (`stop_distributed`
+    returned threads; ZeRO-3 keeps its modules in DeepSpeed's module-level state): the teardown
+    would meet their threads. Everything the run writes is closed and renamed into place before.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def rendezvous_error(

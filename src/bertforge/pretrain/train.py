@@ -139,63 +139,76 @@ def pretrain(
     parameters = count_parameters(model)  # before ZeRO-3 partitions them away
     seed_generators(params.seed, topology.rank)
     engine, optimizer = build_engine(model, params, inputs.accumulation, topology.device)
-    store = CheckpointStore(paths.checkpoints)
-    progress = store.resume(engine, inputs.fingerprint, topology)
-    start_step = progress.step
-    data = TrainingData.load(params, inputs, paths, topology)
+    try:
+        store = CheckpointStore(paths.checkpoints)
+        progress = store.resume(engine, inputs.fingerprint, topology)
+        start_step = progress.step
+        data = TrainingData.load(params, inputs, paths, topology)
 
-    peak_flops = job_peak_flops(topology.device, params.precision)
-    this_run = train(
-        params, inputs, engine, optimizer, data, store, progress, topology, peak_flops, log_metrics
-    )
-    if this_run is None:
-        return None  # stopped on non-finite steps; rank 0 raised
-    heldout = data.evaluate(engine)
-    state = consolidated_state_dict(engine.module)
-    if not topology.is_main:
-        return None
-    export_pretrained(
-        engine.module,
-        state,
-        paths.tokenizer,
-        paths.export,
-        {
-            **(lineage or {}),
-            "vocab_digest": inputs.vocab_digest,
-            "examples_digest": inputs.examples_digest,
-            "training_digest": training_digest(inputs.fingerprint),
-            "steps": params.max_steps,
-            "parent": init["parent"],
-        },
-    )
-    store.discard_previous()  # the new run has succeeded: the run it superseded can go
-    log = store.training_log()
-    log.publish(paths.train_log)
-    final = log.last_row()
-    return {
-        "heldout": heldout,
-        "init": init,
-        "train": {
-            "steps": params.max_steps,
-            "steps_this_run": params.max_steps - start_step,
-            "resumed_from_step": start_step,
-            "examples_seen": params.max_steps * data.plan.global_batch_size,
-            "epochs": params.max_steps / data.plan.steps_per_epoch,
-            "nonfinite_steps": progress.nonfinite_total,
-            "final_loss": final.get("loss"),
-            "final_mlm_accuracy": final.get("mlm_accuracy"),
-            # the run's training, over every invocation that trained its steps (the record in
-            # the checkpoints): a resume or a re-export keeps the speed of the training
-            **(progress.earlier + this_run).summary(),
-            "seconds_this_run": this_run.seconds,
-            "peak_flops_per_s": peak_flops,
-        },
-        "model": {
-            "parameters": parameters,
-            "processes": topology.world_size,
-            "device": topology.device.type,
-        },
-    }
+        peak_flops = job_peak_flops(topology.device, params.precision)
+        this_run = train(
+            params,
+            inputs,
+            engine,
+            optimizer,
+            data,
+            store,
+            progress,
+            topology,
+            peak_flops,
+            log_metrics,
+        )
+        if this_run is None:
+            return None  # stopped on non-finite steps; rank 0 raised
+        heldout = data.evaluate(engine)
+        state = consolidated_state_dict(engine.module)
+        if not topology.is_main:
+            return None
+        export_pretrained(
+            engine.module,
+            state,
+            paths.tokenizer,
+            paths.export,
+            {
+                **(lineage or {}),
+                "vocab_digest": inputs.vocab_digest,
+                "examples_digest": inputs.examples_digest,
+                "training_digest": training_digest(inputs.fingerprint),
+                "steps": params.max_steps,
+                "parent": init["parent"],
+            },
+        )
+        store.discard_previous()  # the new run has succeeded: the run it superseded can go
+        log = store.training_log()
+        log.publish(paths.train_log)
+        final = log.last_row()
+        return {
+            "heldout": heldout,
+            "init": init,
+            "train": {
+                "steps": params.max_steps,
+                "steps_this_run": params.max_steps - start_step,
+                "resumed_from_step": start_step,
+                "examples_seen": params.max_steps * data.plan.global_batch_size,
+                "epochs": params.max_steps / data.plan.steps_per_epoch,
+                "nonfinite_steps": progress.nonfinite_total,
+                "final_loss": final.get("loss"),
+                "final_mlm_accuracy": final.get("mlm_accuracy"),
+                # the run's training, over every invocation that trained its steps (the record in
+                # the checkpoints): a resume or a re-export keeps the speed of the training
+                **(progress.earlier + this_run).summary(),
+                "seconds_this_run": this_run.seconds,
+                "peak_flops_per_s": peak_flops,
+            },
+            "model": {
+                "parameters": parameters,
+                "processes": topology.world_size,
+                "device": topology.device.type,
+            },
+        }
+
+    finally:  # its gradient hooks hold it, and its process groups, until the process ends
+        engine.destroy()
 
 
 def train(
