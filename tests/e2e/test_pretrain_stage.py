@@ -214,11 +214,14 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     assert metrics["train"]["steps_this_run"] == 0
     assert (export / "model.safetensors").read_bytes() == first_weights
     # the re-export keeps the training's speed (from the checkpoint), not its own zero
-    timing = ("seconds", "tokens_per_s", "flops_per_s", "mfu")
+    timing = ("seconds", "tokens_per_s", "flops_per_s", "mfu", "peak_flops_per_s")
     assert metrics["train"]["seconds_this_run"] < 0.1 * trained["seconds"]
     for key in timing:
         assert metrics["train"][key] == pytest.approx(trained[key], rel=0.1), key
         assert trained[key] > 0
+    # the peak is the one MFU divides by (the training's), not a measurement of the re-export
+    for train in (trained, metrics["train"]):
+        assert train["mfu"] == pytest.approx(train["flops_per_s"] / train["peak_flops_per_s"])
 
 
 # --- failures: one line, exit code 2, previous export intact -----------------------------------

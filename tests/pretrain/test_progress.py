@@ -56,6 +56,7 @@ def test_training_time_sums_invocations_and_gives_their_throughput():
         "tokens_per_s": 150.0,
         "flops_per_s": 6e8,
         "mfu": 0.4,  # FLOPs over the peak of each invocation's own seconds
+        "peak_flops_per_s": 1.5e9,  # what MFU divides by: the invocations' time-weighted peak
     }
     assert TrainingTime.from_record(whole.record()) == whole
     # a checkpoint written before the record existed; an invocation that trained nothing
@@ -65,4 +66,5 @@ def test_training_time_sums_invocations_and_gives_their_throughput():
         "tokens_per_s": 0.0,
         "flops_per_s": 0.0,
         "mfu": 0.0,
+        "peak_flops_per_s": 0.0,
     }

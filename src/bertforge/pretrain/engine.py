@@ -132,9 +132,9 @@ def start_distributed(rendezvous_timeout_s: float = RENDEZVOUS_TIMEOUT_S) -> Top
     )
 
 
-PROCESS_GROUP_THREADS = ("gloo", "tcpstore")
-"""Parts of the names PyTorch gives a process group's threads (gloo's workers and loops, the
-rendezvous store's server)."""
+PROCESS_GROUP_THREADS = ("gloo", "nccl", "tcpstore")
+"""Parts of the names PyTorch gives a process group's threads (gloo's workers and loops, nccl's
+watchdog and heartbeat, the rendezvous store's server)."""
 
 
 def stop_distributed() -> list[str]:

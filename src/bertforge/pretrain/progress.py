@@ -140,7 +140,7 @@ class TrainingTime:
         return asdict(self)
 
     def summary(self) -> dict[str, float]:
-        """Throughput over these seconds (zeros when there are none)."""
+        """Throughput over these seconds, and the peak MFU divides by (zeros when none)."""
         seconds = self.seconds if self.seconds > 0 else float("inf")
         peak = self.peak_flops_seconds if self.peak_flops_seconds > 0 else float("inf")
         return {
@@ -148,6 +148,7 @@ class TrainingTime:
             "tokens_per_s": self.tokens / seconds,
             "flops_per_s": self.flops / seconds,
             "mfu": self.flops / peak,
+            "peak_flops_per_s": self.peak_flops_seconds / seconds,  # the training's, not now's
         }
 
 

@@ -198,7 +198,6 @@ def pretrain(
                 # the checkpoints): a resume or a re-export keeps the speed of the training
                 **(progress.earlier + this_run).summary(),
                 "seconds_this_run": this_run.seconds,
-                "peak_flops_per_s": peak_flops,
             },
             "model": {
                 "parameters": parameters,
