@@ -76,7 +76,7 @@ from bertforge.ingest.pipeline import ingest  # noqa: E402
 from bertforge.ingest.sources import resolve_sources  # noqa: E402
 from bertforge.parallel import ordered_parallel_map  # noqa: E402
 from bertforge.params import parse  # noqa: E402
-from bertforge.pretrain.engine import stop_distributed  # noqa: E402
+from bertforge.pretrain.engine import exit_without_teardown, stop_distributed  # noqa: E402
 from bertforge.pretrain.inputs import check_inputs as check_pretrain_inputs  # noqa: E402
 from bertforge.pretrain.params import PretrainParams, PretrainPaths  # noqa: E402
 from bertforge.pretrain.train import pretrain  # noqa: E402
@@ -444,9 +444,11 @@ def main() -> None:
     finally:
         os.chdir(REPO)
         shutil.rmtree(work, ignore_errors=True)
-    stop_distributed()  # the pretraining's job of one, left before exit (as the stage does)
+    lingering = stop_distributed()  # the pretraining's job of one, left as the stage leaves it
     save(summary, args.out)
     print(json.dumps(summary, indent=2, default=str))
+    if lingering:  # a group a library still holds: its threads would meet the teardown
+        exit_without_teardown(0)
 
 
 if __name__ == "__main__":

@@ -68,9 +68,8 @@ def one_rank_job(**extra_env: str) -> Iterator[Any]:
     communication backend in a global, so a second job after the first was destroyed would
     reuse a dead group."""
     import pytest
-    import torch
 
-    from bertforge.pretrain.engine import start_distributed
+    from bertforge.pretrain.engine import start_distributed, stop_distributed
     from bertforge.pretrain.launch import free_port
 
     job = {
@@ -85,4 +84,4 @@ def one_rank_job(**extra_env: str) -> Iterator[Any]:
         for name, value in job.items():
             patch.setenv(name, value)
         yield start_distributed()
-        torch.distributed.destroy_process_group()
+        stop_distributed()  # as a rank leaves: DeepSpeed's references to the groups go too
