@@ -195,7 +195,7 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     # enough while anything refers to a group: its gloo threads run into the interpreter's
     # teardown, where a worker releasing the last all-gather's tensors takes the GIL, Python
     # ends that thread and the process aborts ("terminate called without an active exception",
-    # exit code 1 after a run that finished; one two-rank job in about 20, core read in gdb)
+    # exit code 1 after a run that finished; rare, under load; a core dump read in gdb)
     assert exit_records(tmp_path / "probe") == ["0 False []", "1 False []", "launcher False []"]
     export = root / "data/pretrained/model"
     _, report = BertForPreTraining.from_pretrained(export, output_loading_info=True)
