@@ -197,7 +197,7 @@ def _finetune_run(run: tuple[str, str, float, int]) -> dict[str, Any]:
     """One (task, init, learning rate, seed): its metrics and test predictions (no weights)."""
     name, init, lr, seed = run
     task, encoded = _WORKER["tasks"][name]
-    params = _WORKER["params"].at_rate(lr)
+    params = _WORKER["params"].for_task_training(name).at_rate(lr)
     _, result = train_seed(
         task, encoded, init, seed, _WORKER["model_dir"], _WORKER["config"], params
     )
@@ -265,11 +265,14 @@ def finetune_all(
     they share it), keep each (task, init)'s learning rate with the best mean dev score, and
     evaluate as the evaluate stage does: summary["finetune"], ["evaluation"] and the report
     beside `args.out` (.md). A task is summarised as soon as its runs are in."""
-    learning_rates = args.lrs or params.learning_rates
-    per_task = [
-        (init, lr, seed) for init in params.inits for lr in learning_rates for seed in params.seeds
+    rates = {name: args.lrs or params.for_task_training(name).learning_rates for name in names}
+    runs = [
+        (name, init, lr, seed)
+        for name in names
+        for init in params.inits
+        for lr in rates[name]  # a task's own, where it sets them
+        for seed in params.seeds
     ]
-    runs = [(name, *run) for name in names for run in per_task]
     workers = min(args.workers, len(runs))
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     print(f"fine-tuning: {len(runs)} runs in {workers} process(es)", flush=True)
@@ -298,11 +301,11 @@ def finetune_all(
             flush=True,
         )
         save(summary, args.out)
-        if len(done[name]) < len(per_task):
+        if len(done[name]) < len(params.inits) * len(rates[name]) * len(params.seeds):
             continue
         task = load_task(name, params.task(name))
         scores, results[name], baselines[name], bootstrap[name] = summarize_task(
-            task, done.pop(name), params, learning_rates, evaluate_params
+            task, done.pop(name), params, rates[name], evaluate_params
         )
         summary["finetune"][name] = scores | {"bootstrap_error": bootstrap[name]}
         save(summary, args.out)

@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", help="a task named in params.yaml finetune.tasks")
     name = parser.parse_args().task
-    params = load_section(FinetuneParams, "finetune")
+    params = load_section(FinetuneParams, "finetune").for_task_training(name)  # its own knobs
     spec = params.task(name)
     check_exportable(params.pooling)  # every model written must load in transformers as trained
     config = check_pretrained_export(MODEL_DIR, REFERENCE_VOCAB, params.max_seq_length)

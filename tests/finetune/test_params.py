@@ -57,3 +57,32 @@ def test_learning_rate_is_one_rate_or_a_list_to_choose_from_on_dev(project):
             tiny_finetune_params(project[1], learning_rate=bad)
     with pytest.raises(BertforgeError, match=r"finetune\.learning_rate\[1\] must be a number"):
         tiny_finetune_params(project[1], learning_rate=[1e-3, "fast"])
+
+
+def test_a_task_sets_its_own_training_knobs_in_place_of_the_sections(project):
+    _, specs = project
+    own = {"learning_rate": [1e-4, 3e-4], "epochs": 9, "schedule": "constant"}
+    params = tiny_finetune_params(specs | {"sentiment": specs["sentiment"] | {"training": own}})
+    sentiment = params.for_task_training("sentiment")
+    assert (sentiment.learning_rates, sentiment.epochs, sentiment.schedule) == (
+        [1e-4, 3e-4],
+        9,
+        "constant",
+    )
+    assert sentiment.batch_size == params.batch_size and sentiment.seeds == params.seeds
+    assert params.for_task_training("similar") == params  # no knobs of its own
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ({"seeds": [1]}, r"training.seeds is not a known parameter \(known: attention_dropout, "),
+        ({"epochs": 0}, r"training.epochs must be at least 1"),
+        ({"hidden_dropout": 1.5}, r"training.hidden_dropout must be in \[0, 1\)"),
+        ([1e-4], r"training must be a mapping"),
+    ],
+)
+def test_a_bad_task_knob_is_refused_at_load_naming_the_task(project, training, message):
+    _, specs = project
+    with pytest.raises(BertforgeError, match=r"^params.yaml: finetune.tasks.sentiment." + message):
+        tiny_finetune_params(specs | {"sentiment": specs["sentiment"] | {"training": training}})

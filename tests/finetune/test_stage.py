@@ -203,6 +203,30 @@ def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
     assert f"- sentiment: pretrained {chosen:g}" in report
 
 
+def test_a_task_trains_with_its_own_knobs_in_place_of_the_sections(
+    pipeline, tmp_path, mlflow_store, monkeypatch
+):
+    project = tmp_path / "project"
+    shutil.copytree(pipeline, project)
+    set_finetune_param(project, "inits", ["pretrained"])
+    set_task_training(project, "sentiment", {"learning_rate": 0.0001, "epochs": 1})
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    result = run_script(project, "finetune.py", "sentiment")
+    assert result.returncode == 0, result.stderr
+    for seed in (0, 1):
+        seed_dir = project / "data/finetuned/sentiment/pretrained" / f"seed-{seed}"
+        metrics = json.loads((seed_dir / "metrics.json").read_text())
+        assert metrics["learning_rate"] == 0.0001 and len(metrics["history"]) == 1
+    summary = json.loads((project / "metrics/finetune/sentiment.json").read_text())
+    assert summary["pretrained"]["learning_rate"] == 0.0001
+    # the section's own values still hold for the other task (2 epochs at 0.001)
+    result = run_script(project, "finetune.py", "similar")
+    assert result.returncode == 0, result.stderr
+    seed_dir = project / "data/finetuned/similar/pretrained/seed-0"
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    assert metrics["learning_rate"] == 0.001 and len(metrics["history"]) == 2
+
+
 def corrupt_dev_label(project: Path) -> list[str]:
     path = project / "data/raw/tasks/sentiment/dev.jsonl"
     write_jsonl(path, [{"sentence": "a day", "label": "pos"}, {"sentence": "b", "label": "meh"}])
@@ -269,6 +293,17 @@ def label_missing_from_the_training_subset(project: Path) -> list[str]:
     return ["sentiment"]
 
 
+def set_task_training(project: Path, task: str, training: dict) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["tasks"][task]["training"] = training
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def negative_task_learning_rate(project: Path) -> list[str]:
+    set_task_training(project, "sentiment", {"learning_rate": [0.001, -0.1]})
+    return ["sentiment"]
+
+
 def config_vocab_size_off(project: Path) -> list[str]:
     path = project / "data/pretrained/model/config.json"
     config = json.loads(path.read_text())
@@ -296,6 +331,10 @@ def offline_hub_dataset(project: Path) -> list[str]:
         (config_vocab_size_off, r"config.json: vocab_size \d+ does not match"),
         (offline_hub_dataset, r"hub dataset 'nyu-mll/glue' \(config 'sst2'\) could not be loaded"),
         (unknown_pooling, r"finetune.pooling must be one of 'cls', 'mean', got 'max'"),
+        (
+            negative_task_learning_rate,
+            r"params.yaml: finetune.tasks.sentiment.training.learning_rate must be positive",
+        ),
         (mean_pooling, r"finetune.pooling 'mean' cannot be exported"),
         (
             constant_regression_targets,

@@ -12,6 +12,23 @@ from bertforge.finetune.tasks import TaskSpec
 from bertforge.params import parse, require
 
 Init = Literal["pretrained", "scratch"]
+Schedule = Literal["linear", "cosine", "constant"]
+
+
+@dataclass(frozen=True)
+class TaskTraining:
+    """The knobs one task may set for itself (``finetune.tasks.<name>.training``), each in place
+    of the section's: a small task's epochs, a task's own learning rates. Those a run needs the
+    same across tasks (seeds, inits, sequence length) are not among them."""
+
+    learning_rate: float | list[float] | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    warmup_fraction: float | None = None
+    schedule: Schedule | None = None
+    hidden_dropout: float | None = None
+    attention_dropout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,7 @@ class FinetuneParams:
     learning_rate: float | list[float] = 1e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    schedule: Schedule = "linear"
     max_grad_norm: float | None = 1.0
     strategy: Literal["full", "freeze", "head_only"] = "full"
     frozen_layers: int = 0
@@ -54,6 +71,8 @@ class FinetuneParams:
             for name, spec in self.tasks.items()
         }
         object.__setattr__(self, "tasks", specs)
+        for name in specs:
+            self.for_task_training(name)  # each task's own knobs checked up front, as the rest
         require(len(self.inits) >= 1, "inits", "must list at least one init", self.inits)
         require(len(set(self.inits)) == len(self.inits), "inits", "must not repeat", self.inits)
         require(len(self.seeds) >= 1, "seeds", "must list at least one seed", self.seeds)
@@ -112,6 +131,19 @@ class FinetuneParams:
     def at_rate(self, learning_rate: float) -> FinetuneParams:
         """These params with the one rate a run trains at."""
         return dataclasses.replace(self, learning_rate=learning_rate)
+
+    def for_task_training(self, name: str) -> FinetuneParams:
+        """These params as task `name` trains: its `training` knobs in place of the section's
+        (and its spec the only task, its knobs applied). A bad knob is a one-line error."""
+        spec = self.task(name)
+        where = f"params.yaml: finetune.tasks.{name}.training"
+        knobs = dataclasses.asdict(parse(TaskTraining, spec.training, where))
+        changes = {knob: value for knob, value in knobs.items() if value is not None}
+        if not changes:
+            return self
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        applied = {name: dataclasses.replace(spec, training={})}
+        return parse(FinetuneParams, values | changes | {"tasks": applied}, where)
 
     def task(self, name: str) -> TaskSpec:
         """The spec of task `name`; an unknown name is a one-line error listing the known ones."""

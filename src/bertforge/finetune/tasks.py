@@ -62,6 +62,8 @@ class TaskSpec:
     dev_split: str = "validation"
     test_split: str | None = "test"
     max_train_examples: int | None = None
+    # knobs of the finetune section this task trains with instead (`TaskTraining` names them)
+    training: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         glue = self.glue_task()
