@@ -138,6 +138,7 @@ class FinetuneParams:
         spec = self.task(name)
         where = f"params.yaml: finetune.tasks.{name}.training"
         knobs = dataclasses.asdict(parse(TaskTraining, spec.training, where))
+        # the knobs the task sets replace the section's; seeds, inits and length stay shared
         changes = {knob: value for knob, value in knobs.items() if value is not None}
         if not changes:
             return self
