@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from bertforge.errors import BertforgeError
+
+PARENT_CHECK_S = 1.0
+"""How often a worker looks whether the process that started it is still there."""
 
 
 def ordered_parallel_map(
@@ -27,7 +33,8 @@ def ordered_parallel_map(
     limit, this keeps at most 2 × num_proc items in flight, so memory stays bounded whether the
     reader or the workers are faster. A worker that dies ends the wait at once with one line
     (a `BertforgeError` naming `param`, the setting that chose `num_proc`) instead of hanging,
-    and workers are spawned, not forked from a parent that may run threads.
+    and workers are spawned, not forked from a parent that may run threads. A worker whose
+    parent is killed (SIGKILL, the out-of-memory killer) ends itself within `PARENT_CHECK_S`.
     `initializer(*initargs)` runs once in each worker (or in this process when `num_proc` is 1)
     before its first item: the place to set up state every item shares.
     """
@@ -39,7 +46,10 @@ def ordered_parallel_map(
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=num_proc, mp_context=context, initializer=initializer, initargs=initargs
+        max_workers=num_proc,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(os.getpid(), initializer, initargs),
     ) as pool:
         pending: collections.deque[Future] = collections.deque()
         try:
@@ -58,3 +68,20 @@ def ordered_parallel_map(
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """A worker's start: it watches its parent, then runs the caller's `initializer`."""
+    watch = threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True)
+    watch.start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """End this worker once `parent` is gone. Nothing else would: the pool's queue is a pipe
+    the worker holds both ends of, so a killed parent never closes it, and an orphan would wait
+    on it for ever, holding its memory (a model, a task's encoded data)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)

@@ -3,10 +3,14 @@ of waiting forever for the work that process never finishes. examples' helpers: 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +58,39 @@ def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
         lambda: list(ordered_parallel_map(kill_this_worker, range(4), 2, param="ingest.num_proc")),
     )
     assert "died abruptly" in message and "ingest.num_proc" in message, message
+
+
+def test_the_workers_of_a_killed_parent_end_instead_of_waiting_for_ever():
+    """The stage itself SIGKILLed (the out-of-memory killer picks the biggest process): its
+    workers, mid-item, must not live on as orphans waiting on a queue nobody will close."""
+    import psutil
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from bertforge.parallel import ordered_parallel_map; "
+            "list(ordered_parallel_map(time.sleep, [600, 600], 2))",
+        ]
+    )
+    workers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = psutil.Process(parent.pid).children()
+            workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(2)  # both inside their 600 s item
+        parent.kill()
+        parent.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == [], f"orphaned workers still running: {[p.pid for p in alive]}"
+    finally:
+        parent.kill()
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
 
 
 def one_line_error_within(seconds: float, call: Callable[[], object]) -> str:
