@@ -33,6 +33,7 @@ padded against unpadded on the real examples, and how far their losses differ.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import gc
 import json
@@ -273,6 +274,7 @@ def finetune_all(
         for lr in rates[name]  # a task's own, where it sets them
         for seed in params.seeds
     ]
+    runs_of = collections.Counter(name for name, *_ in runs)  # a task is summarised once all in
     workers = min(args.workers, len(runs))
     threads = max(1, len(os.sched_getaffinity(0)) // workers)
     print(f"fine-tuning: {len(runs)} runs in {workers} process(es)", flush=True)
@@ -301,7 +303,7 @@ def finetune_all(
             flush=True,
         )
         save(summary, args.out)
-        if len(done[name]) < len(params.inits) * len(rates[name]) * len(params.seeds):
+        if len(done[name]) < runs_of[name]:
             continue
         task = load_task(name, params.task(name))
         scores, results[name], baselines[name], bootstrap[name] = summarize_task(

@@ -209,7 +209,7 @@ def test_a_task_trains_with_its_own_knobs_in_place_of_the_sections(
     project = tmp_path / "project"
     shutil.copytree(pipeline, project)
     set_finetune_param(project, "inits", ["pretrained"])
-    set_task_training(project, "sentiment", {"learning_rate": 0.0001, "epochs": 1})
+    set_task_param(project, "sentiment", "training", {"learning_rate": 0.0001, "epochs": 1})
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     result = run_script(project, "finetune.py", "sentiment")
     assert result.returncode == 0, result.stderr
@@ -265,6 +265,12 @@ def set_finetune_param(project: Path, key: str, value) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+def set_task_param(project: Path, task: str, key: str, value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["tasks"][task][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 def unknown_pooling(project: Path) -> list[str]:
     set_finetune_param(project, "pooling", "max")
     return ["sentiment"]
@@ -287,20 +293,12 @@ def label_missing_from_the_training_subset(project: Path) -> list[str]:
         project / "data/raw/tasks/sentiment/train.jsonl",
         [*rows, {"sentence": "bad", "label": "neg"}],
     )
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune"]["tasks"]["sentiment"]["max_train_examples"] = 5
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    set_task_param(project, "sentiment", "max_train_examples", 5)
     return ["sentiment"]
 
 
-def set_task_training(project: Path, task: str, training: dict) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune"]["tasks"][task]["training"] = training
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
-
-
 def negative_task_learning_rate(project: Path) -> list[str]:
-    set_task_training(project, "sentiment", {"learning_rate": [0.001, -0.1]})
+    set_task_param(project, "sentiment", "training", {"learning_rate": [0.001, -0.1]})
     return ["sentiment"]
 
 
