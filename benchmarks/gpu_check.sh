@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# One prepared check on a GPU machine (issue #13): first the chain on the GPU (ingest → … → bf16
+# One prepared check on a GPU machine (issue #13): first the GPU tests (the model in bf16, padded
+# and unpadded; the pretrain stage's bf16 training unpadded against padded; a kill and a resume
+# on the GPU), which check the code as it is now; then the chain on the GPU (ingest → … → bf16
 # pretraining of BERT-small → fine-tuning on every task at two learning rates × three seeds,
 # learning rate chosen on dev, evaluated as the evaluate stage does beside the majority and
-# bag-of-words baselines; then the stage padded against unpadded with each unpadded kernel),
-# then the GPU tests (the model in bf16, padded and unpadded; the pretrain stage's bf16 training
-# unpadded against padded; a kill and a resume on the GPU), a torch.compile comparison at
-# BERT-base, length 128, the unpadded model with the padded-sdpa kernel (BERT-base, 128), and
-# last, if time is left, the full model benchmark (BERT-base and BERT-large at sequence length
-# 128 and 512, bf16: bertforge padded and unpadded against transformers; measured on the H200
-# before, docs/model.md).
+# bag-of-words baselines; then the stage padded against unpadded with each unpadded kernel), a
+# torch.compile comparison at BERT-base, length 128, the unpadded model with the padded-sdpa
+# kernel (BERT-base, 128), and last, if time is left, the full model benchmark (BERT-base and
+# BERT-large at sequence length 128 and 512, bf16: bertforge padded and unpadded against
+# transformers; measured on the H200 before, docs/model.md).
 #
 #   OUT=/some/empty/dir bash benchmarks/gpu_check.sh        # from the repository root
+#   STEPS="wheels environment pytest-gpu" OUT=... bash benchmarks/gpu_check.sh   # some steps only
 #
+# STEPS (default: all) names the steps to run, in the script's order; PIPELINE_ARGS replaces the
+# chain's arguments on a GPU (e.g. "--steps 1000 --lrs 1e-3 --seeds 0 1 2 --workers 12
+# --compare-unpad 200" for a shorter run, the benchmarks' examples included).
 # The machine needs Python 3.12 with torch (CUDA), transformers, tokenizers, pyarrow, pandas,
 # numpy, pytest; what bertforge needs beyond that comes as wheels in .whl/ (built beforehand,
 # see docs/model.md) and is installed into /tmp/site: nothing is downloaded. Every step runs
@@ -48,6 +52,10 @@ export PYTHON WHEEL_DIR
 run() {
     local name=$1 want=$(($2 * SCALE)) left status start
     shift 2
+    if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then
+        echo "| $name | skipped | 0 s | not in STEPS |" >>"$SUMMARY"
+        return
+    fi
     left=$((DEADLINE - $(date +%s)))
     if ((left < 20)); then
         echo "| $name | skipped | 0 s | budget spent |" >>"$SUMMARY"
@@ -99,8 +107,8 @@ section() { # the output of step $1 in steps.log
 # on the GPU machine; under $OUT in a CPU rehearsal, never over a working copy's real examples
 EXAMPLES=${EXAMPLES:-$([ "$DEVICE" = cuda ] && echo "$PWD/data/examples" || echo "$OUT/examples")}
 if [ "$DEVICE" = cuda ]; then
-    PIPELINE=(--steps "${PRETRAIN_STEPS:-2000}" --lrs 1e-3 1e-4 --seeds 0 1 2 --workers 12
-        --compare-unpad 200)
+    # shellcheck disable=SC2206 # PIPELINE_ARGS: words, on purpose
+    PIPELINE=(${PIPELINE_ARGS:---steps 2000 --lrs 1e-3 1e-4 --seeds 0 1 2 --workers 12 --compare-unpad 200})
     BENCH=(--device cuda --config base large --seq-len 128 512)
     UNPAD=(--device cuda --config base --seq-len 128 --attention padded-sdpa --no-memory)
     COMPILE=(--device cuda --config base --seq-len 128 --compile --warmup 4 --no-memory)
@@ -120,12 +128,12 @@ fi
 } >"$SUMMARY"
 run wheels 60 bash -c install_wheels
 run environment 30 bash -c environment
+run pytest-gpu 240 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
 # the chain (ingest → … → pretrain in bf16 → fine-tuning on the GPU, every task at two learning
 # rates × three seeds in 12 processes sharing the GPU, evaluated as the evaluate stage does → the
 # stage padded against unpadded with each kernel); its examples feed the benchmarks
 run pipeline 360 "$PYTHON" benchmarks/gpu_pipeline.py "${PIPELINE[@]}" \
     --examples-out "$EXAMPLES" --out "$OUT/gpu_pipeline.json"
-run pytest-gpu 150 "$PYTHON" -m pytest -m gpu tests/gpu -q -ra -p no:cacheprovider
 BENCH+=(--examples "$EXAMPLES/train")
 UNPAD+=(--examples "$EXAMPLES/train")
 COMPILE+=(--examples "$EXAMPLES/train")
