@@ -154,6 +154,7 @@ def compare_unpad(params: PretrainParams, steps: int) -> dict[str, Any]:
             key: result["train"][key] for key in ("tokens_per_s", "mfu", "seconds", "final_loss")
         } | {"heldout_mlm_accuracy": result["heldout"]["mlm_accuracy"]}
         print(f"pretrain {name}, {steps} steps: {runs[name]}", flush=True)
+        runs[name]["loss_every_10_steps"] = losses[name].round(5).tolist()  # where they part
         gc.collect()  # the finished run's engine, before the next one allocates
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

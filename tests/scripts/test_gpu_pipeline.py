@@ -32,6 +32,8 @@ def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_
         "1",
         "--workers",
         "2",
+        "--compare-unpad",
+        "20",
         "--out",
         str(out),
     ]
@@ -71,6 +73,17 @@ def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_
     report = out.with_suffix(".md").read_text(encoding="utf-8")
     assert report.startswith("# Evaluation: pretrained vs from scratch vs baselines")
     assert "over seeds 0, 1" in report
+    # the stage padded against unpadded (on CPU one kernel), with every logged loss kept
+    compared = summary["compare_unpad"]
+    assert set(compared) == {
+        "padded",
+        "unpadded padded-sdpa",
+        "unpadded padded-sdpa over padded tokens_per_s",
+        "unpadded padded-sdpa loss_max_relative_deviation",
+    }
+    for name in ("padded", "unpadded padded-sdpa"):
+        assert len(compared[name]["loss_every_10_steps"]) == 2  # steps 10 and 20
+    assert compared["unpadded padded-sdpa loss_max_relative_deviation"] < 1e-3  # fp32 on CPU
 
 
 def test_fewer_than_one_worker_is_one_line_before_any_work(tmp_path):
