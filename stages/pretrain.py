@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +21,11 @@ from pathlib import Path
 from bertforge.io import atomic_outputs, sha256_file
 from bertforge.model import WEIGHTS_FILE
 from bertforge.params import flatten, load_section
-from bertforge.pretrain.engine import exit_without_teardown, stop_distributed
+from bertforge.pretrain.engine import (
+    exit_without_teardown,
+    process_group_threads,
+    stop_distributed,
+)
 from bertforge.pretrain.inputs import PretrainInputs, check_inputs
 from bertforge.pretrain.launch import check_gpu_count, launch_local_processes, under_launcher
 from bertforge.pretrain.params import PretrainParams, PretrainPaths, default_processes
@@ -66,5 +72,26 @@ def train_and_export(params: PretrainParams, inputs: PretrainInputs) -> None:
         run.log_artifact(PATHS.export, "model")
 
 
+def run_rank(stage: Callable[[], None]) -> None:
+    """`run_stage(stage)`; a rank that fails leaves without the interpreter's teardown.
+
+    Its one-line error (or traceback) is out, and its process groups are still up, on purpose
+    (destroying a group other ranks use can hang them). The teardown would meet their threads
+    and could abort ("terminate called without an active exception"), turning exit code 2 into
+    134. The launcher has no groups and exits as usual.
+    """
+    try:
+        run_stage(stage)
+    except BaseException as leaving:
+        if not process_group_threads():
+            raise
+        if isinstance(leaving, SystemExit):
+            code = leaving.code if isinstance(leaving.code, int) else 1
+        else:
+            traceback.print_exc()
+            code = 1
+        exit_without_teardown(code)
+
+
 if __name__ == "__main__":
-    run_stage(main)
+    run_rank(main)

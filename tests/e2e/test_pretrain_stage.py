@@ -303,6 +303,8 @@ def test_nonfinite_losses_in_a_row_stop_both_processes_with_one_line_and_no_expo
         tmp_path, processes=2, lr=1e30, max_steps=12, max_nonfinite_in_a_row=3
     )
     export = previous_export(root)
-    result = run_pretrain(root, mlflow_store)
+    result = run_pretrain(root, mlflow_store, probe=tmp_path / "probe")
     assert_one_line_failure(result, "were not finite for 3 steps in a row")
     assert [path.name for path in export.iterdir()] == ["config.json"]
+    # each failed rank left with its groups up, so without the teardown (no atexit record)
+    assert exit_records(tmp_path / "probe") == ["launcher False []"]

@@ -182,8 +182,9 @@ def exit_without_teardown(code: int) -> NoReturn:
     """End the process now, its output flushed, without the interpreter's teardown.
 
     For a finished rank whose process groups a library still holds (`stop_distributed`
-    returned threads; ZeRO-3 keeps its modules in DeepSpeed's module-level state): the teardown
-    would meet their threads. Everything the run writes is closed and renamed into place before.
+    returned threads; ZeRO-3 keeps its modules in DeepSpeed's module-level state), and for a
+    rank that failed (its groups are left up): the teardown would meet their threads.
+    Everything the run writes is closed and renamed into place, or cleaned away, before.
     """
     sys.stdout.flush()
     sys.stderr.flush()
