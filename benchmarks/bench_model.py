@@ -16,14 +16,16 @@ alike. What differs is what each is fed:
   attention through `--attention` (auto: nested-jagged SDPA on CUDA, padded SDPA on CPU);
 - with `--compile`: `torch.compile` of bertforge's random-batch models, padded and unpadded.
 
-Throughput counts real (non-padding) tokens; each step is timed `--repeats` times (training on
-the batch each time) and its fastest run kept, which filters out time taken by other processes
-on a shared machine. Peak memory: on CPU the growth of resident memory over the loaded model and
-data in a fresh process per model; on CUDA the model's own weights and AdamW state plus the peak
-allocation of one training step above everything resident. MFU is useful work
-(`bertforge.model.flops_per_token`: real tokens, sparse MLM head) per second against the
-device's dense peak: on CUDA the datasheet's dense bf16 figure (`DENSE_BF16_PEAKS`) and a
-measured dense matmul peak, both printed; on CPU the measured peak only.
+Before the measured steps each model takes `--warmup` steps on other batches, then one step on each
+distinct input shape of its measured batches (a long run has seen them all: on CUDA a shape's first
+step is far slower). Throughput counts real (non-padding) tokens; each step is timed `--repeats`
+times (training on the batch each time) and its fastest run kept, which filters out time taken by
+other processes on a shared machine. Peak memory: on CPU the growth of resident memory over the
+loaded model and data in a fresh process per model; on CUDA the model's own weights and AdamW state
+plus the peak allocation of one training step above everything resident. MFU is useful work
+(`bertforge.model.flops_per_token`: real tokens, sparse MLM head) per second against the device's
+dense peak: on CUDA the datasheet's dense bf16 figure (`DENSE_BF16_PEAKS`) and a measured dense
+matmul peak, both printed; on CPU the measured peak only.
 
 Data: rows drawn at random from data/examples/train/part-*.parquet when their lengths fit the
 sequence length (the examples stage's contract: input_ids, segment_b_start,
@@ -500,6 +502,26 @@ def resident_memory_bytes(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
+def warm_every_shape(
+    variants: list[Variant], batches: dict[Spec, list[Batch]], autocast: Callable
+) -> None:
+    """One unmeasured step on each distinct input shape of a model's measured batches.
+
+    On CUDA a shape's first step costs far more than the next ones (kernel selection and
+    allocation for that shape), which a long training run pays once per shape: length-bucketed
+    batches take one of ~16 shapes at length 128, and with a few warm-up steps most measured
+    steps met a new shape (BERT-base on one H200: 83,448 real tokens/s with 4 warm-up steps,
+    284,089 once every shape had been seen, 2026-11-28).
+    """
+    for variant in variants:
+        seen = set()
+        for batch in batches[variant.spec]:
+            shape = tuple(batch.tensors["input_ids"].shape)
+            if variant.model is not None and shape not in seen:
+                seen.add(shape)
+                guarded_step(variant, batch.tensors, autocast)
+
+
 def time_steps(
     variants: list[Variant], batches: dict[Spec, list[Batch]], autocast: Callable, args, title: str
 ) -> None:
@@ -577,6 +599,7 @@ def run_shape(args: argparse.Namespace, config_name: str, seq_len: int, peaks: d
             if variant.model is not None:
                 guarded_step(variant, batch.tensors, autocast)
     batches = {variant.spec: plan(variant.spec, examples) for variant in variants}
+    warm_every_shape(variants, batches, autocast)
     time_steps(variants, batches, autocast, args, f"{config_name}, length {seq_len}")
     for variant in variants:
         if args.no_memory or variant.model is None:
@@ -652,7 +675,8 @@ def markdown(report: dict) -> str:
             f"{shape['heads']} heads, intermediate {shape['intermediate']}, vocabulary "
             f"{shape['vocab']}; {shape['parameters'] / 1e6:.1f}M parameters), sequence length "
             f"{run['seq_len']}, batch {run['batch_size']}; measured steps per model: "
-            f"{run['steps']} (each the best of {run['repeats']}), after {run['warmup']} warmup; "
+            f"{run['steps']} (each the best of {run['repeats']}), after {run['warmup']} warmup "
+            "and one step on each batch shape; "
             f"data: {run['data']}; mean length {run['mean_length']:.1f}, "
             f"{run['predicted_fraction']:.1%} of tokens predicted; "
             f"{run['useful_flops_per_token'] / 1e6:.1f} MFLOP of useful work per real token",
