@@ -72,10 +72,15 @@ def ordered_parallel_map(
 
 def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
     """A worker's start: it watches its parent, then runs the caller's `initializer`."""
-    watch = threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True)
-    watch.start()
+    end_when_orphaned(parent)
     if initializer is not None:
         initializer(*initargs)
+
+
+def end_when_orphaned(parent: int) -> None:
+    """In a worker process: end it within `PARENT_CHECK_S` once `parent` (its starter's pid,
+    passed from there) is gone, whatever the worker is doing (a watching daemon thread)."""
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
 def _exit_when_orphaned(parent: int) -> None:

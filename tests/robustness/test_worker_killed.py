@@ -93,6 +93,40 @@ def test_the_workers_of_a_killed_parent_end_instead_of_waiting_for_ever():
                 worker.kill()
 
 
+def test_the_examples_helpers_of_a_killed_parent_end_instead_of_working_on():
+    """The examples stage SIGKILLed: its forked helpers would otherwise go on claiming units
+    from the shared counter, the dead stage's whole remaining work, writing shards nobody
+    reads."""
+    import psutil
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from bertforge.examples.processes import helper_processes\n"
+            "with helper_processes(lambda: time.sleep(600), 2) as helpers:\n"
+            "    [helper.result() for helper in helpers]",
+        ]
+    )
+    helpers: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while len(helpers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            helpers = psutil.Process(parent.pid).children()
+        assert len(helpers) == 2, "the helpers did not start"
+        time.sleep(2)  # both inside their 600 s share
+        parent.kill()
+        parent.wait(timeout=30)
+        _, alive = psutil.wait_procs(helpers, timeout=30)
+        assert alive == [], f"orphaned helpers still running: {[p.pid for p in alive]}"
+    finally:
+        parent.kill()
+        for helper in helpers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                helper.kill()
+
+
 def one_line_error_within(seconds: float, call: Callable[[], object]) -> str:
     """`call()` in a thread: it must raise a one-line BertforgeError within `seconds`."""
     outcome: dict[str, BaseException | None] = {}

@@ -38,6 +38,7 @@ from bertforge.examples.units import (
     unit_generator,
     unit_ranges,
 )
+from bertforge.parallel import end_when_orphaned
 from bertforge.schemas import examples_arrow_schema, examples_schema, validate
 from bertforge.shards import write_shard
 from bertforge.tokenizer.files import TokenizerInfo, load_tokenizer
@@ -229,7 +230,9 @@ def helper_processes(
     try:
         for _ in range(helpers):
             results, sender = context.Pipe(duplex=False)
-            process = context.Process(target=_send_share, args=(share, sender), daemon=True)
+            process = context.Process(
+                target=_send_share, args=(share, sender, os.getpid()), daemon=True
+            )
             process.start()
             sender.close()  # the helper holds the only sending end: its death closes the pipe
             started.append(Helper(process, results))
@@ -241,8 +244,14 @@ def helper_processes(
             helper.process.join()
 
 
-def _send_share(share: Callable[[], dict[str, Counter[str]]], sender: Any) -> None:
-    """(in a helper) Run `share` and send back its counts, or the error it raised."""
+def _send_share(share: Callable[[], dict[str, Counter[str]]], sender: Any, parent: int) -> None:
+    """(in a helper) Run `share` and send back its counts, or the error it raised.
+
+    If the stage is killed meanwhile (SIGKILL, the out-of-memory killer), the helper ends too:
+    it would otherwise claim unit after unit from the shared counter, the dead stage's whole
+    remaining work, writing shards into a staging folder nobody will read.
+    """
+    end_when_orphaned(parent)
     try:
         sender.send(("done", share()))
     except BaseException as error:
