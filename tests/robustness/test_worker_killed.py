@@ -63,25 +63,41 @@ def test_a_killed_worker_of_the_ordered_parallel_map_ends_the_wait_at_once():
 def test_the_workers_of_a_killed_parent_end_instead_of_waiting_for_ever():
     """The stage itself SIGKILLed (the out-of-memory killer picks the biggest process): its
     workers, mid-item, must not live on as orphans waiting on a queue nobody will close."""
+    assert_two_workers_end_with_their_killed_parent(
+        "import time; from bertforge.parallel import ordered_parallel_map; "
+        "list(ordered_parallel_map(time.sleep, [600, 600], 2))",
+        spawned=True,
+    )
+
+
+def test_the_examples_helpers_of_a_killed_parent_end_instead_of_working_on():
+    """The examples stage SIGKILLed: its forked helpers would otherwise go on claiming units
+    from the shared counter, the dead stage's whole remaining work, writing shards nobody
+    reads."""
+    assert_two_workers_end_with_their_killed_parent(
+        "import time; from bertforge.examples.processes import helper_processes\n"
+        "with helper_processes(lambda: time.sleep(600), 2) as helpers:\n"
+        "    [helper.result() for helper in helpers]",
+        spawned=False,
+    )
+
+
+def assert_two_workers_end_with_their_killed_parent(code: str, spawned: bool) -> None:
+    """Run `code` in a parent process that starts two workers (spawned, or forked) busy for
+    600 s; SIGKILL the parent; both workers must end within 30 s."""
     import psutil
 
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from bertforge.parallel import ordered_parallel_map; "
-            "list(ordered_parallel_map(time.sleep, [600, 600], 2))",
-        ]
-    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
     workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + WAIT_S
         while len(workers) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
             children = psutil.Process(parent.pid).children()
-            workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
+            # spawned workers run multiprocessing's spawn_main (its resource tracker does not)
+            workers = [p for p in children if not spawned or "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, "the workers did not start"
-        time.sleep(2)  # both inside their 600 s item
+        time.sleep(2)  # both inside their 600 s of work
         parent.kill()
         parent.wait(timeout=30)
         _, alive = psutil.wait_procs(workers, timeout=30)
@@ -91,40 +107,6 @@ def test_the_workers_of_a_killed_parent_end_instead_of_waiting_for_ever():
         for worker in workers:
             with contextlib.suppress(psutil.NoSuchProcess):
                 worker.kill()
-
-
-def test_the_examples_helpers_of_a_killed_parent_end_instead_of_working_on():
-    """The examples stage SIGKILLed: its forked helpers would otherwise go on claiming units
-    from the shared counter, the dead stage's whole remaining work, writing shards nobody
-    reads."""
-    import psutil
-
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from bertforge.examples.processes import helper_processes\n"
-            "with helper_processes(lambda: time.sleep(600), 2) as helpers:\n"
-            "    [helper.result() for helper in helpers]",
-        ]
-    )
-    helpers: list[psutil.Process] = []
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while len(helpers) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            helpers = psutil.Process(parent.pid).children()
-        assert len(helpers) == 2, "the helpers did not start"
-        time.sleep(2)  # both inside their 600 s share
-        parent.kill()
-        parent.wait(timeout=30)
-        _, alive = psutil.wait_procs(helpers, timeout=30)
-        assert alive == [], f"orphaned helpers still running: {[p.pid for p in alive]}"
-    finally:
-        parent.kill()
-        for helper in helpers:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                helper.kill()
 
 
 def one_line_error_within(seconds: float, call: Callable[[], object]) -> str:
