@@ -85,3 +85,17 @@ def one_rank_job(**extra_env: str) -> Iterator[Any]:
             patch.setenv(name, value)
         yield start_distributed()
         stop_distributed()  # as a rank leaves: DeepSpeed's references to the groups go too
+
+
+def run_benchmark(script: str, *args: str, timeout_s: float) -> subprocess.CompletedProcess:
+    """benchmarks/<script> with `args` in the stage environment; it must exit 0 within
+    `timeout_s` (its stderr's end in the failure)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        env=stage_env(),
+        timeout=timeout_s,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

@@ -5,44 +5,22 @@ to find out there that it broke."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.support import REPO_ROOT, stage_env
+from tests.support import run_benchmark
 
 BENCH_TIMEOUT_S = 300
 
 
 def test_every_model_trains_its_measured_steps_and_the_report_has_a_row_each(tmp_path):
     out = tmp_path / "bench.json"
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "benchmarks/bench_model.py"),
-        "--device",
-        "cpu",
-        "--config",
-        "small",
-        "--seq-len",
-        "128",
-        "--batch-size",
-        "4",
-        "--steps",
-        "2",
-        "--warmup",
-        "1",
-        "--repeats",
-        "1",
-        "--unpad",
-        "--no-memory",
-        "--examples",
-        str(tmp_path / "absent"),  # synthetic rows: the same on every machine
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=stage_env(), timeout=BENCH_TIMEOUT_S
+    run_benchmark(
+        "bench_model.py",
+        *("--device", "cpu", "--config", "small", "--seq-len", "128", "--batch-size", "4"),
+        *("--steps", "2", "--warmup", "1", "--repeats", "1", "--unpad", "--no-memory"),
+        *("--examples", str(tmp_path / "absent")),  # synthetic rows: the same on every machine
+        *("--out", str(out)),
+        timeout_s=BENCH_TIMEOUT_S,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     (run,) = report["runs"]
     assert run["data"].startswith("synthetic") and run["steps"] == 2

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support import REPO_ROOT, stage_env
+from tests.support import REPO_ROOT, run_benchmark, stage_env
 
 REHEARSAL_TIMEOUT_S = 600
 
@@ -18,29 +18,12 @@ def test_the_tiny_chain_fine_tunes_each_rate_and_seed_keeps_the_best_on_dev_and_
     tmp_path,
 ):
     out = tmp_path / "summary.json"
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "benchmarks/gpu_pipeline.py"),
-        "--tiny",
-        "--tasks",
-        "supersense",
-        "--lrs",
-        "1e-3",
-        "1e-4",
-        "--seeds",
-        "0",
-        "1",
-        "--workers",
-        "2",
-        "--compare-unpad",
-        "20",
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=stage_env(), timeout=REHEARSAL_TIMEOUT_S
+    run_benchmark(
+        "gpu_pipeline.py",
+        *("--tiny", "--tasks", "supersense", "--lrs", "1e-3", "1e-4", "--seeds", "0", "1"),
+        *("--workers", "2", "--compare-unpad", "20", "--out", str(out)),
+        timeout_s=REHEARSAL_TIMEOUT_S,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text(encoding="utf-8"))
     assert summary["device"] == "cpu"
     assert set(summary["seconds"]) >= {"ingest", "vocab", "examples", "pretrain", "finetune"}
