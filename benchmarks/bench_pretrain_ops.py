@@ -1,6 +1,7 @@
 """The pretrain stage's CPU speed, variant against variant: DeepSpeed's shared-memory op,
-(`--unpad`) padded against unpadded batches, or (`--loss-normalisation`) the MLM loss
-normalised per micro-batch against over the global batch.
+(`--unpad`) padded against unpadded batches, (`--loss-normalisation`) the MLM loss
+normalised per micro-batch against over the global batch, or (`--compile`) eager against
+compiled.
 
 Every run is the stage itself (stages/pretrain.py, 2 processes over gloo) in a temporary
 project; the variants alternate, `--repeats` times each, so machine noise hits them alike; each
@@ -28,6 +29,13 @@ all-reduce of the step's masked-token count before its first backward) slow the 
 pipeline's pretraining? The same runs as `--unpad`, with the two normalisations as variants.
 
     .venv/bin/python benchmarks/bench_pretrain_ops.py --loss-normalisation [--steps 200]
+
+`--compile` — does `pretrain.compile: true` pay on CPU? The same runs, eager against compiled,
+each compiled run with an empty Inductor cache (TORCHINDUCTOR_CACHE_DIR), as on a fresh machine.
+Besides the columns above, the median tokens/s of the rows logged after the first (every
+`steps / 10` steps, in metrics/pretrain_log.tsv): the speed once compiled.
+
+    .venv/bin/python benchmarks/bench_pretrain_ops.py --compile [--steps 400] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -60,12 +68,16 @@ LOSS_VARIANTS = {
     "micro_batch": {"mlm_loss_normalisation": "micro_batch"},
     "global_batch": {"mlm_loss_normalisation": "global_batch"},
 }
+COMPILE_VARIANTS = {"eager": {"compile": False}, "compiled": {"compile": True}}
 
 
-def run(project: Path, store: Path, hook: str | None = None) -> tuple[float, dict[str, Any], str]:
+def run(
+    project: Path, store: Path, hook: str | None = None, env_extra: dict[str, str] | None = None
+) -> tuple[float, dict[str, Any], str]:
     """One stage run in `project`: its wall seconds, metrics/pretrain.json's `train`, its log."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
+    env |= env_extra or {}
     if hook is not None:
         folder = project / "hook"
         folder.mkdir(exist_ok=True)
@@ -89,7 +101,19 @@ def run(project: Path, store: Path, hook: str | None = None) -> tuple[float, dic
 
 
 Results = dict[str, list[tuple[float, ...]]]
-"""Each variant's runs: (stage wall s, training tokens/s[, training s/step])."""
+"""Each variant's runs: (stage wall s, training tokens/s[, training s/step, tokens/s of the
+logged rows after the first])."""
+
+
+def later_rows_tokens_per_s(project: Path) -> float:
+    """The median tokens/s of metrics/pretrain_log.tsv's rows after the first (past start-up,
+    and past compiling when the model is compiled)."""
+    rows = [
+        line.split("\t")
+        for line in (project / "metrics/pretrain_log.tsv").read_text(encoding="utf-8").splitlines()
+    ]
+    column = rows[0].index("tokens_per_s")
+    return statistics.median(float(row[column]) for row in rows[2:])
 
 
 def compare_shm_op(args: argparse.Namespace, tmp: Path) -> Results:
@@ -140,16 +164,20 @@ def compare_pipeline_variants(args: argparse.Namespace, tmp: Path) -> Results:
     if not (ROOT / "data/examples/meta.json").is_file():
         raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
     store = tmp / "mlflow.db"
+    variants = UNPAD_VARIANTS if args.unpad else COMPILE_VARIANTS if args.compile else LOSS_VARIANTS
     projects = {
         name: default_pipeline_project(tmp / name, args.steps, overrides)
-        for name, overrides in (UNPAD_VARIANTS if args.unpad else LOSS_VARIANTS).items()
+        for name, overrides in variants.items()
     }
     run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
     results: Results = {name: [] for name in projects}
     for _ in range(args.repeats):
         for name, project in projects.items():
-            wall, train, _ = run(project, store)
-            results[name].append((wall, train["tokens_per_s"], train["seconds"] / args.steps))
+            cold_cache = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(dir=tmp)}  # compiled runs
+            wall, train, _ = run(project, store, env_extra=cold_cache)
+            seconds_per_step = train["seconds"] / args.steps
+            steady = later_rows_tokens_per_s(project)
+            results[name].append((wall, train["tokens_per_s"], seconds_per_step, steady))
             print(name, *(f"{value:.4g}" for value in results[name][-1]), flush=True)
     pretrain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]
     model = pretrain["model"]
@@ -171,32 +199,35 @@ def main() -> None:
     comparison.add_argument(
         "--loss-normalisation", action="store_true", help="MLM loss per micro-batch against global"
     )
+    comparison.add_argument("--compile", action="store_true", help="eager against compiled")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = args.unpad or args.loss_normalisation
+        pipeline = args.unpad or args.loss_normalisation or args.compile
         results = (compare_pipeline_variants if pipeline else compare_shm_op)(args, Path(tmp))
     columns = ["stage wall s", "tokens/s (training loop)"]
     if pipeline:
-        columns.append("s/step (training loop)")
-    first = "batches" if args.unpad else "MLM loss" if args.loss_normalisation else "shm op"
+        columns += ["s/step (training loop)", "tokens/s (logged rows after the first)"]
+    labels = {"unpad": "batches", "loss_normalisation": "MLM loss", "compile": "model"}
+    first = next((labels[flag] for flag in labels if getattr(args, flag)), "shm op")
     print(f"| {first} | " + " | ".join(f"{column}, median" for column in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, rows in results.items():
         medians = [statistics.median(values) for values in zip(*rows, strict=True)]
-        formats = [".1f", ".0f", ".4f"]
+        formats = [".1f", ".0f", ".4f", ".0f"]
         cells = " | ".join(f"{value:{spec}}" for value, spec in zip(medians, formats, strict=False))
         print(f"| {name} | {cells} |")
-    if pipeline:  # the second variant against the first (unpadded / padded, global / micro)
+    if pipeline:  # the second variant against the first (unpadded / padded, ...)
         first_name, second_name = results
-        first_speed, second_speed = (
-            statistics.median(row[1] for row in results[name]) for name in (first_name, second_name)
-        )
-        print(
-            f"{second_name} / {first_name}, training tokens/s (medians): "
-            f"{second_speed / first_speed:.3f}x"
-        )
+        for column, what in ((1, "training tokens/s"), (3, "tokens/s after the first row")):
+            first_speed, second_speed = (
+                statistics.median(row[column] for row in results[name])
+                for name in (first_name, second_name)
+            )
+            print(
+                f"{second_name} / {first_name}, {what} (medians): {second_speed / first_speed:.3f}x"
+            )
 
 
 if __name__ == "__main__":
