@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 repro: setup
 	dvc repro
 
+# two workers (pytest-xdist), each test file on one of them so that its module fixtures are built
+# once: on 2 cores about two thirds of a one-process run (README, "Development");
+# `make test TEST_WORKERS=0` runs the suite in one process
+TEST_WORKERS ?= 2
+
 test: setup
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	ruff check src stages tests benchmarks scripts
