@@ -1,0 +1,33 @@
+"""benchmarks/bench_suite.py: the suite (here one small file) in one process and with xdist
+workers, side by side; a run that collects nothing stops it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support import REPO_ROOT, run_benchmark, stage_env
+
+
+def test_each_mode_gets_a_row_with_the_same_counts_and_its_ratio_to_one_process():
+    result = run_benchmark("bench_suite.py", "tests/test_params.py", timeout_s=300)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| one process", "| `-n 2 --dist loadfile`"]
+    cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+    assert cells[0][4] == "1.00"  # one process is its own unit
+    assert float(cells[1][4]) > 0
+    assert cells[0][5] == cells[1][5] and "passed" in cells[0][5]  # the same tests both ways
+    assert "machine: " in result.stdout and "rounds: 1" in result.stdout
+
+
+def test_a_run_that_collects_nothing_stops_the_benchmark_with_pytests_exit_code():
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/bench_suite.py"), "tests/fixtures"],
+        capture_output=True,
+        text=True,
+        env=stage_env(),
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith("pytest exit code 5 (lines above)")
+    assert "| pytest |" not in result.stdout
