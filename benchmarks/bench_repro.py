@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -35,18 +36,21 @@ sys.path.insert(0, str(ROOT))
 from tests.support import copy_project  # noqa: E402  (a fresh clone's files, as a git repo)
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
-TAIL_LINES = 40  # of DVC's output, shown when it fails
+TAIL_LINES = 40  # of a command's output, shown when it fails
 
 
-def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run `dvc repro` and time each stage it runs (in order), plus "total"."""
-    times: dict[str, float] = {}
-    start = current_start = time.perf_counter()
-    current = None
+def run_streaming(
+    command: list[str],
+    cwd: Path,
+    on_line: Callable[[str], None] = lambda line: None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run `command`, its stdout and stderr merged, handing each line to `on_line` as it comes;
+    its exit code and its last TAIL_LINES lines (for the account of a failure)."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
-        ["dvc", "repro", *arguments],
-        cwd=project,
+        command,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -56,17 +60,31 @@ def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dic
         assert process.stdout is not None
         for line in process.stdout:
             tail.append(line)
-            found = RUNNING.search(line)
-            if found:
-                now = time.perf_counter()
-                if current is not None:
-                    times[current] = now - current_start
-                current, current_start = found.group(1), now
-                print(f"[{now - start:7.1f} s] {current}", file=sys.stderr, flush=True)
+            on_line(line)
+    return process.returncode, "".join(tail)
+
+
+def timed_repro(project: Path, arguments: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run `dvc repro` and time each stage it runs (in order), plus "total"."""
+    times: dict[str, float] = {}
+    start = current_start = time.perf_counter()
+    current: str | None = None  # the stage running, since current_start
+
+    def note_stage(line: str) -> None:
+        nonlocal current, current_start
+        found = RUNNING.search(line)
+        if found:
+            now = time.perf_counter()
+            if current is not None:
+                times[current] = now - current_start
+            current, current_start = found.group(1), now
+            print(f"[{now - start:7.1f} s] {current}", file=sys.stderr, flush=True)
+
+    returncode, tail = run_streaming(["dvc", "repro", *arguments], project, note_stage, env)
     end = time.perf_counter()
-    if process.returncode != 0:
-        print("".join(tail), end="", file=sys.stderr)  # DVC's own account of the failure
-        sys.exit(f"dvc repro failed with exit code {process.returncode} (its last lines above)")
+    if returncode != 0:
+        print(tail, end="", file=sys.stderr)  # DVC's own account of the failure
+        sys.exit(f"dvc repro failed with exit code {returncode} (its last lines above)")
     if current is not None:
         times[current] = end - current_start
     times["total"] = end - start

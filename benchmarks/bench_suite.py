@@ -23,16 +23,17 @@ import platform
 import re
 import resource
 import statistics
-import subprocess
 import sys
 import time
-from collections import deque
 from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_repro import run_streaming  # noqa: E402  (its last lines, for a failure's account)
+
 COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?)")
-TAIL_LINES = 40  # of pytest's output, shown when a run fails
 
 
 def cpu_model() -> str:
@@ -55,24 +56,13 @@ def run_suite(workers: int, paths: list[str]) -> tuple[float, float, str]:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     if workers > 0:
         command += ["-n", str(workers), "--dist", "loadfile"]
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
     cpu_before, started = children_cpu_s(), time.perf_counter()
-    with subprocess.Popen(
-        [*command, *paths],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            tail.append(line)
+    returncode, tail = run_streaming([*command, *paths], ROOT)
     wall, cpu = time.perf_counter() - started, children_cpu_s() - cpu_before
-    if process.returncode != 0:
-        print("".join(tail), end="", file=sys.stderr)
-        sys.exit(f"{' '.join(command[1:])}: pytest exit code {process.returncode} (lines above)")
-    counts = ", ".join(f"{n} {word}" for n, word in COUNTS.findall("".join(tail)))
+    if returncode != 0:
+        print(tail, end="", file=sys.stderr)
+        sys.exit(f"{' '.join(command[1:])}: pytest exit code {returncode} (lines above)")
+    counts = ", ".join(f"{n} {word}" for n, word in COUNTS.findall(tail))
     return wall, cpu, counts
 
 
