@@ -87,9 +87,11 @@ def one_rank_job(**extra_env: str) -> Iterator[Any]:
         stop_distributed()  # as a rank leaves: DeepSpeed's references to the groups go too
 
 
-def run_benchmark(script: str, *args: str, timeout_s: float) -> subprocess.CompletedProcess:
-    """benchmarks/<script> with `args` in the stage environment; it must exit 0 within
-    `timeout_s` (its stderr's end in the failure)."""
+def run_benchmark(
+    script: str, *args: str, timeout_s: float, returncode: int = 0
+) -> subprocess.CompletedProcess:
+    """benchmarks/<script> with `args` in the stage environment; it must exit with `returncode`
+    within `timeout_s` (its stderr's end in the failure)."""
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
         capture_output=True,
@@ -97,5 +99,5 @@ def run_benchmark(script: str, *args: str, timeout_s: float) -> subprocess.Compl
         env=stage_env(),
         timeout=timeout_s,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == returncode, result.stderr[-3000:]
     return result

@@ -3,10 +3,7 @@ a `dvc repro` that fails stops it with DVC's last lines and its exit code."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.support import REPO_ROOT, run_benchmark, stage_env
+from tests.support import run_benchmark
 
 
 def test_each_stage_run_gets_a_row_and_the_total_is_their_sum_or_more():
@@ -23,14 +20,7 @@ def test_each_stage_run_gets_a_row_and_the_total_is_their_sum_or_more():
 
 
 def test_a_failing_repro_stops_it_with_dvcs_last_lines_and_exit_code():
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks/bench_repro.py"), "no_such_stage"],
-        capture_output=True,
-        text=True,
-        env=stage_env(),
-        timeout=300,
-    )
-    assert result.returncode == 1
+    result = run_benchmark("bench_repro.py", "no_such_stage", timeout_s=300, returncode=1)
     assert "no_such_stage" in result.stderr  # DVC's own account
     assert result.stderr.strip().splitlines()[-1].startswith("dvc repro failed with exit code")
     assert "wall time" not in result.stdout

@@ -3,10 +3,7 @@ workers, side by side; a run that collects nothing stops it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.support import REPO_ROOT, run_benchmark, stage_env
+from tests.support import run_benchmark
 
 
 def test_each_mode_gets_a_row_with_the_same_counts_and_its_ratio_to_one_process():
@@ -21,13 +18,6 @@ def test_each_mode_gets_a_row_with_the_same_counts_and_its_ratio_to_one_process(
 
 
 def test_a_run_that_collects_nothing_stops_the_benchmark_with_pytests_exit_code():
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks/bench_suite.py"), "tests/fixtures"],
-        capture_output=True,
-        text=True,
-        env=stage_env(),
-        timeout=300,
-    )
-    assert result.returncode == 1
+    result = run_benchmark("bench_suite.py", "tests/fixtures", timeout_s=300, returncode=1)
     assert result.stderr.strip().splitlines()[-1].endswith("pytest exit code 5 (lines above)")
     assert "| pytest |" not in result.stdout
