@@ -63,12 +63,17 @@ HOOKS = {  # run at interpreter start in every process of the job (sitecustomize
     "loaded": "import bertforge.pretrain.ops as ops; ops.UNUSED_OPS = ()\n",
     "skipped, same hook": "import bertforge.pretrain.ops as ops\n",
 }
-UNPAD_VARIANTS = {"padded": {"unpad": False}, "unpadded": {"unpad": True}}
-LOSS_VARIANTS = {
-    "micro_batch": {"mlm_loss_normalisation": "micro_batch"},
-    "global_batch": {"mlm_loss_normalisation": "global_batch"},
+COMPARISONS = {  # flag: (the table's first column, each variant's pretrain params)
+    "unpad": ("batches", {"padded": {"unpad": False}, "unpadded": {"unpad": True}}),
+    "loss_normalisation": (
+        "MLM loss",
+        {
+            "micro_batch": {"mlm_loss_normalisation": "micro_batch"},
+            "global_batch": {"mlm_loss_normalisation": "global_batch"},
+        },
+    ),
+    "compile": ("model", {"eager": {"compile": False}, "compiled": {"compile": True}}),
 }
-COMPILE_VARIANTS = {"eager": {"compile": False}, "compiled": {"compile": True}}
 
 
 def run(
@@ -158,13 +163,13 @@ def default_pipeline_project(directory: Path, steps: int, overrides: dict[str, A
     return directory
 
 
-def compare_pipeline_variants(args: argparse.Namespace, tmp: Path) -> Results:
-    """The default pipeline's pretraining, the variants of `--unpad` or `--loss-normalisation`
-    alternating."""
+def compare_pipeline_variants(
+    args: argparse.Namespace, tmp: Path, variants: dict[str, dict[str, Any]]
+) -> Results:
+    """The default pipeline's pretraining, `variants` (name: pretrain params) alternating."""
     if not (ROOT / "data/examples/meta.json").is_file():
         raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
     store = tmp / "mlflow.db"
-    variants = UNPAD_VARIANTS if args.unpad else COMPILE_VARIANTS if args.compile else LOSS_VARIANTS
     projects = {
         name: default_pipeline_project(tmp / name, args.steps, overrides)
         for name, overrides in variants.items()
@@ -203,14 +208,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    comparison = next((flag for flag in COMPARISONS if getattr(args, flag)), None)
+    pipeline = comparison is not None
     with tempfile.TemporaryDirectory() as tmp:
-        pipeline = args.unpad or args.loss_normalisation or args.compile
-        results = (compare_pipeline_variants if pipeline else compare_shm_op)(args, Path(tmp))
+        if comparison is None:
+            results, first = compare_shm_op(args, Path(tmp)), "shm op"
+        else:
+            first, variants = COMPARISONS[comparison]
+            results = compare_pipeline_variants(args, Path(tmp), variants)
     columns = ["stage wall s", "tokens/s (training loop)"]
     if pipeline:
         columns += ["s/step (training loop)", "tokens/s (logged rows after the first)"]
-    labels = {"unpad": "batches", "loss_normalisation": "MLM loss", "compile": "model"}
-    first = next((labels[flag] for flag in labels if getattr(args, flag)), "shm op")
     print(f"| {first} | " + " | ".join(f"{column}, median" for column in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, rows in results.items():
