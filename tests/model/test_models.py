@@ -8,7 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from bertforge.model import IGNORE_INDEX, BertForPreTraining, BertForSequenceClassification
+from bertforge.model import (
+    IGNORE_INDEX,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    cross_entropy_with_counts,
+)
 from tests.model.factories import (
     LENGTHS,
     PREDICTIONS,
@@ -91,6 +96,20 @@ def test_accuracy_counts_cover_labelled_positions_only():
     nsp_hits = output.nsp_logits.argmax(-1)[:2] == batch["next_sentence_label"][:2]
     assert output.nsp_total.item() == 2
     assert output.nsp_correct.item() == nsp_hits.sum().item()
+
+
+def test_a_hit_is_a_label_with_the_row_s_largest_logit_ties_included():
+    logits = torch.tensor(
+        [
+            [0.1, 2.0, -1.0],  # label 1 is the largest: a hit
+            [3.0, 2.0, -1.0],  # label 1 is not: a miss
+            [1.5, 1.5, 0.0],  # label 1 ties with the largest: a hit
+            [9.0, 0.0, 0.0],  # unlabelled: neither
+        ]
+    )
+    labels = torch.tensor([1, 1, 1, IGNORE_INDEX])
+    _, correct, total = cross_entropy_with_counts(logits, labels)
+    assert (correct.item(), total.item()) == (2, 3)
 
 
 def test_batch_without_nsp_labels_gives_zero_nsp_loss_not_nan():

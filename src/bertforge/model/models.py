@@ -86,7 +86,9 @@ def cross_entropy_with_counts(logits: Tensor, labels: Tensor) -> tuple[Tensor, T
     labelled = labels != IGNORE_INDEX
     total = labelled.sum()
     loss_sum = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    correct = ((logits.argmax(dim=-1) == labels) & labelled).sum()
+    # a hit: the label's logit is the row's largest (argmax but for exact ties, counted as hits)
+    label_logits = logits.gather(1, labels.clamp(min=0)[:, None]).squeeze(1)
+    correct = ((label_logits >= logits.amax(dim=-1)) & labelled).sum()
     return loss_sum / total.clamp(min=1), correct, total
 
 
