@@ -5,11 +5,14 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import os
+import pickle
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from bertforge.errors import BertforgeError
@@ -45,12 +48,15 @@ def ordered_parallel_map(
             yield function(item, *args)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=num_proc,
-        mp_context=context,
-        initializer=_start_worker,
-        initargs=(os.getpid(), initializer, initargs),
-    ) as pool:
+    with (
+        tempfile.TemporaryDirectory(prefix="bertforge-workers-") as staging,
+        ProcessPoolExecutor(
+            max_workers=num_proc,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(os.getpid(), stage_initializer(Path(staging), initializer, initargs)),
+        ) as pool,
+    ):
         pending: collections.deque[Future] = collections.deque()
         try:
             for item in items:
@@ -70,9 +76,24 @@ def ordered_parallel_map(
                 future.cancel()
 
 
-def _start_worker(parent: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
-    """A worker's start: it watches its parent, then runs the caller's `initializer`."""
+def stage_initializer(
+    directory: Path, initializer: Callable[..., None] | None, initargs: tuple
+) -> Path:
+    """The initializer and its arguments, pickled into a file in `directory` for the workers.
+
+    Through a file, not each worker's start-up pipe: a spawned worker reads its pipe only after
+    importing the main module, and a pipe holds 64 KB, so large arguments (a task's encoded
+    data) would start the workers one after another, each waiting for the last one's imports.
+    """
+    path = directory / "initializer.pickle"
+    path.write_bytes(pickle.dumps((initializer, initargs), protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def _start_worker(parent: int, staged: Path) -> None:
+    """A worker's start: it watches its parent, then runs the caller's initializer."""
     end_when_orphaned(parent)
+    initializer, initargs = pickle.loads(staged.read_bytes())
     if initializer is not None:
         initializer(*initargs)
 
