@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import sklearn
 
 from bertforge.errors import BertforgeError
 from bertforge.evaluate.baselines import BaselineRun
-from bertforge.finetune.metrics import metrics_with_score
+from bertforge.finetune.metrics import labels_array, metrics_with_score
 from bertforge.finetune.summary import mean_std, read_seed_metrics, summarize_seeds
 from bertforge.finetune.tasks import TaskData
 from bertforge.io import read_json
@@ -93,31 +94,31 @@ def bootstrap_errors(
     model's error is the root of its per-seed bootstrap variances' mean.
     """
     examples = task.split(split)
-    gold = [example.label for example in examples]
-    subsets = [example.subset for example in examples]
+    gold = labels_array(task, [example.label for example in examples])
+    subsets = np.asarray([example.subset for example in examples])
     # the same resampled rows for every model and seed
     draws = np.random.default_rng(seed).integers(0, len(examples), (resamples, len(examples)))
     errors = {}
-    for model, runs in predictions.items():
-        variances = []
-        for predicted in runs:
-            if len(predicted) != len(examples):
-                raise BertforgeError(
-                    f"task {task.name!r}: {model} has {len(predicted)} {split} predictions for "
-                    f"{len(examples)} examples; re-run finetune@{task.name}"
-                )
-            scores = [
-                metrics_with_score(
-                    task,
-                    [gold[i] for i in rows],
-                    [predicted[i] for i in rows],
-                    [subsets[i] for i in rows],
-                    score_only=True,
-                )["score"]
-                for rows in draws
-            ]
-            variances.append(np.var(scores, ddof=1))
-        errors[model] = float(np.sqrt(np.mean(variances)))
+    # scikit-learn's checks of argument types skipped in the resample loop (the arrays are made
+    # here); its checks of the data itself stay
+    with sklearn.config_context(skip_parameter_validation=True):
+        for model, runs in predictions.items():
+            variances = []
+            for predicted in runs:
+                if len(predicted) != len(examples):
+                    raise BertforgeError(
+                        f"task {task.name!r}: {model} has {len(predicted)} {split} predictions "
+                        f"for {len(examples)} examples; re-run finetune@{task.name}"
+                    )
+                predicted = labels_array(task, predicted)
+                scores = [
+                    metrics_with_score(
+                        task, gold[rows], predicted[rows], subsets[rows], score_only=True
+                    )["score"]
+                    for rows in draws
+                ]
+                variances.append(np.var(scores, ddof=1))
+            errors[model] = float(np.sqrt(np.mean(variances)))
     return errors
 
 

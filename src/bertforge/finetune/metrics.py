@@ -91,6 +91,11 @@ def metric_functions(task: TaskData) -> dict[str, Callable[[np.ndarray, np.ndarr
     return functions
 
 
+def labels_array(task: TaskData, labels: Sequence[Any]) -> np.ndarray:
+    """Gold labels or predictions as the metrics take them: floats (regression) or strings."""
+    return np.asarray(labels, dtype=np.float64 if task.kind == "regression" else str)
+
+
 def split_metrics(
     task: TaskData,
     gold: Sequence[Any],
@@ -98,8 +103,7 @@ def split_metrics(
     names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Every metric of the task's kind on one split, without subsets (or only `names`)."""
-    dtype = np.float64 if task.kind == "regression" else str
-    gold_array, predicted_array = np.asarray(gold, dtype=dtype), np.asarray(predicted, dtype=dtype)
+    gold_array, predicted_array = labels_array(task, gold), labels_array(task, predicted)
     functions = metric_functions(task)
     return {
         name: function(gold_array, predicted_array)
