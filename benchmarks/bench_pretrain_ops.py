@@ -4,8 +4,9 @@ normalised per micro-batch against over the global batch, or (`--compile`) eager
 compiled.
 
 Every run is the stage itself (stages/pretrain.py, 2 processes over gloo) in a temporary
-project; the variants alternate, `--repeats` times each, so machine noise hits them alike; each
-run's stage wall time and its training loop's speed are printed, then their medians.
+project; the variants alternate, `--repeats` times each (every other round in reverse order), so
+machine noise hits them alike; each run's stage wall time and its training loop's speed are
+printed, then their medians.
 
 Default — does skipping DeepSpeed's shared-memory op (deepspeed_shm_comm) cost CPU training
 speed? On the test fixture project (hidden size 32, 2 layers): with the op skipped
@@ -53,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bertforge.pretrain.progress import TrainingLog
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,12 +116,8 @@ logged rows after the first])."""
 def later_rows_tokens_per_s(project: Path) -> float:
     """The median tokens/s of metrics/pretrain_log.tsv's rows after the first (past start-up,
     and past compiling when the model is compiled)."""
-    rows = [
-        line.split("\t")
-        for line in (project / "metrics/pretrain_log.tsv").read_text(encoding="utf-8").splitlines()
-    ]
-    column = rows[0].index("tokens_per_s")
-    return statistics.median(float(row[column]) for row in rows[2:])
+    rows = TrainingLog(project / "metrics/pretrain_log.tsv").rows()
+    return statistics.median(row["tokens_per_s"] for row in rows[1:])
 
 
 def compare_shm_op(args: argparse.Namespace, tmp: Path) -> Results:
@@ -176,8 +175,10 @@ def compare_pipeline_variants(
     }
     run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
     results: Results = {name: [] for name in projects}
-    for _ in range(args.repeats):
-        for name, project in projects.items():
+    for repeat in range(args.repeats):
+        # every other round in reverse, so neither variant always runs first
+        for name in list(projects)[:: 1 if repeat % 2 == 0 else -1]:
+            project = projects[name]
             cold_cache = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(dir=tmp)}  # compiled runs
             wall, train, _ = run(project, store, env_extra=cold_cache)
             seconds_per_step = train["seconds"] / args.steps

@@ -68,3 +68,16 @@ def test_training_time_sums_invocations_and_gives_their_throughput():
         "mfu": 0.0,
         "peak_flops_per_s": 0.0,
     }
+
+
+def test_the_training_log_reads_back_its_rows_and_a_resume_keeps_those_up_to_its_step(tmp_path):
+    from bertforge.pretrain.progress import TrainingLog
+
+    log = TrainingLog(tmp_path / "log.tsv").continue_from(0)
+    assert log.rows() == [] and log.last_row() == {}
+    for step in (10, 20, 30):
+        log.append({name: float(step) for name in TrainingLog.COLUMNS} | {"loss": 1 / step})
+    assert [row["step"] for row in log.rows()] == [10.0, 20.0, 30.0]
+    assert log.last_row()["loss"] == float(f"{1 / 30:.6g}")  # written to 6 significant digits
+    resumed = TrainingLog(tmp_path / "log.tsv").continue_from(20)
+    assert [row["step"] for row in resumed.rows()] == [10.0, 20.0]

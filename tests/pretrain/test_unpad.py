@@ -24,7 +24,7 @@ from bertforge.model import VARLEN_KERNELS, Unpadded
 from bertforge.pretrain.data import Collator, ExampleSplit, attention_width, real_tokens
 from bertforge.pretrain.inputs import check_inputs
 from bertforge.pretrain.params import PretrainParams, check_device_support
-from bertforge.pretrain.progress import batch_flops
+from bertforge.pretrain.progress import TrainingLog, batch_flops
 from bertforge.pretrain.train import pretrain
 from tests.factories import (
     PRETRAIN_TINY_MODEL,
@@ -85,9 +85,8 @@ def test_the_unpadded_kernel_is_the_collators_and_ignored_padding_multiple(proje
 
 
 def train_log_losses(path: Path) -> np.ndarray:
-    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
-    columns = [rows[0].index(name) for name in ("loss", "mlm_loss", "nsp_loss")]
-    return np.array([[float(row[column]) for column in columns] for row in rows[1:]])
+    losses = ("loss", "mlm_loss", "nsp_loss")
+    return np.array([[row[name] for name in losses] for row in TrainingLog(path).rows()])
 
 
 def run_in_process(root: Path, monkeypatch: pytest.MonkeyPatch, **overrides) -> dict:

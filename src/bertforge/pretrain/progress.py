@@ -102,12 +102,15 @@ class TrainingLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write("\t".join(values) + "\n")
 
+    def rows(self) -> list[dict[str, float]]:
+        """Every row, oldest first (also those written before a resume), as column: value."""
+        lines = self.path.read_text(encoding="utf-8").splitlines()[1:]  # after the header
+        return [dict(zip(self.COLUMNS, map(float, row.split("\t")), strict=True)) for row in lines]
+
     def last_row(self) -> dict[str, float]:
-        """The newest row (also one written before a resume), or {} when there is none."""
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        if len(lines) < 2:
-            return {}
-        return dict(zip(self.COLUMNS, map(float, lines[-1].split("\t")), strict=True))
+        """The newest row, or {} when there is none."""
+        rows = self.rows()
+        return rows[-1] if rows else {}
 
     def publish(self, destination: Path) -> None:
         destination = Path(destination)
