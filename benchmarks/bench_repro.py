@@ -39,6 +39,17 @@ RUNNING = re.compile(r"Running stage '([^']+)'")
 TAIL_LINES = 40  # of a command's output, shown when it fails
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), or the machine type elsewhere: outputs are byte-identical
+    only on one CPU model, and times differ between them."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def run_streaming(
     command: list[str],
     cwd: Path,
@@ -109,7 +120,8 @@ def main() -> None:
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(temp) / 'mlflow.db'}"
             times = timed_repro(project, arguments, env)
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores; date: {date.today()}; "
+        f"machine: {platform.machine()}, {cpu_model()}, {os.cpu_count()} cores; "
+        f"date: {date.today()}; "
         f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
     )
     command = " ".join(["dvc", "repro", *arguments])

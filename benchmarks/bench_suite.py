@@ -31,19 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_repro import run_streaming  # noqa: E402  (its last lines, for a failure's account)
+from bench_repro import cpu_model, run_streaming  # noqa: E402  (run_streaming: a failure's last lines)
 
 COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?)")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), or the machine type elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def children_cpu_s() -> float:
