@@ -11,6 +11,7 @@ import pytest
 from bertforge.evaluate import bootstrap_errors, evaluate_results, fit_baselines, render_report
 from bertforge.evaluate.baselines import LOGISTIC_C_GRID, RIDGE_ALPHA_GRID, bag_of_words_tokens
 from bertforge.finetune.tasks import Example, TaskData
+from tests.evaluate.fakes import fake_results
 from tests.support import REPO_ROOT
 
 
@@ -95,24 +96,6 @@ def test_bootstrap_errors_repeat_and_shrink_with_more_test_examples():
     assert errors["large"] < errors["small"]
     p = np.mean([e.label == "good" for e in large.test])
     assert errors["large"] == pytest.approx(np.sqrt(p * (1 - p) / 300), rel=0.25)
-
-
-def fake_results(scores: dict[str, dict[str, list[float]]]) -> dict:
-    results = {}
-    for task, by_init in scores.items():
-        info = {"name": task, "metric": "accuracy", "test_is_dev": False}
-        metrics = [
-            {
-                "init": init,
-                "seed": seed,
-                "dev": {"accuracy": value, "score": value},
-                "test": {"accuracy": value, "score": value},
-            }
-            for init, values in by_init.items()
-            for seed, value in enumerate(values)
-        ]
-        results[task] = (info, metrics)
-    return results
 
 
 def baseline(name: str, value: float):

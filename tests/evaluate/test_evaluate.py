@@ -9,25 +9,8 @@ import pytest
 from bertforge.errors import BertforgeError
 from bertforge.evaluate import EvaluateParams, collect_results, evaluate_results, render_report
 from bertforge.params import load_params
+from tests.evaluate.fakes import fake_results
 from tests.support import REPO_ROOT
-
-
-def fake_results(scores: dict[str, dict[str, list[float]]]) -> dict:
-    results = {}
-    for task, by_init in scores.items():
-        info = {"name": task, "metric": "accuracy", "test_is_dev": task == "glue"}
-        metrics = [
-            {
-                "init": init,
-                "seed": seed,
-                "dev": {"accuracy": value, "score": value},
-                "test": {"accuracy": value, "score": value},
-            }
-            for init, values in by_init.items()
-            for seed, value in enumerate(values)
-        ]
-        results[task] = (info, metrics)
-    return results
 
 
 def test_the_average_is_taken_per_seed_over_tasks_then_over_seeds():
