@@ -45,10 +45,10 @@ from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
+from machine import machine
 from pipeline_runs import (
     ROOT,
     average,
-    machine,
     project_copy,
     read_params,
     read_tsv,

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_chinese_pipeline import make_chinese_project  # noqa: E402
+from machine import machine  # noqa: E402
 
 from bertforge.examples.params import ExamplesParams  # noqa: E402
 from bertforge.examples.write import check_inputs, write_examples  # noqa: E402
@@ -73,7 +74,7 @@ def main() -> None:
         section = yaml.safe_load((project / "params.yaml").read_text())["examples"]
         params = parse(ExamplesParams, section, "params.yaml: examples")
         print(
-            f"{platform.node()} ({platform.processor() or platform.machine()}), Python "
+            f"{machine()}, Python "
             f"{platform.python_version()}, {date.today()}; data/ingested of {project} "
             f"(params-zh.yaml), dupe_factor {params.dupe_factor}, best of {args.runs}"
         )

@@ -45,6 +45,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine  # noqa: E402
+
 from tests.support import copy_project, stage_env  # noqa: E402
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
@@ -156,7 +158,7 @@ def main() -> None:
         guesses = fill_mask(project / "data/pretrained/model")
     heldout = metrics["pretrain"]["heldout"]
     print(
-        f"{platform.node()} ({platform.processor() or platform.machine()}), Python "
+        f"{machine()}, Python "
         f"{platform.python_version()}, {date.today()}; corpus: data/raw/corpus-zh"
         f"{' (tiny: 60 documents per file)' if args.tiny else ''}; params: params-zh.yaml"
     )

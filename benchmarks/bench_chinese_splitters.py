@@ -27,6 +27,7 @@ import platform
 from datetime import date
 
 from bench_sentence_splitters import print_comparison
+from machine import machine
 
 from bertforge.ingest.cleaning import clean_text
 from bertforge.ingest.params import IngestParams, SourceParams
@@ -110,7 +111,7 @@ def main() -> None:
     texts = corpus_texts(args.corpus)
     size = sum(len(text.encode()) for text in texts) / 1e6
     print(
-        f"{platform.node()} ({platform.processor() or platform.machine()}), Python "
+        f"{machine()}, Python "
         f"{platform.python_version()}, {date.today()}; gold: {len(GOLD)} passages, "
         f"{sum(len(gold) - 1 for gold in GOLD)} boundaries; speed: {len(texts)} documents, "
         f"{size:.2f} MB of {args.corpus}"

@@ -31,7 +31,6 @@ import argparse
 import json
 import lzma
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_repro import copy_project  # noqa: E402  (the same copy bench_repro times)
+from machine import machine  # noqa: E402
 
 GENERAL_SOURCES = ("gcide", "devil", "jargon")
 DOMAIN_SOURCES = ("bible-kjv",)
@@ -188,14 +188,13 @@ def table(result: dict[str, Any], args: argparse.Namespace) -> str:
                 f" (seed std {row['downstream_seed_std']:.4f}) |"
             )
         lines.append(line)
-    cores = os.cpu_count()
     lines += [
         "",
         f"Parent: {args.parent_steps} steps on the dictionaries (held-out MLM accuracy there "
         f"{result['parent_general_mlm_accuracy']:.4f}); each variant {args.steps} steps on the "
         f"Bible; documents per source: {args.documents or 'all'}"
         + (f"; fine-tuning seeds {args.seeds}" if downstream else "")
-        + f". {platform.processor() or platform.machine()}, {cores} cores, "
+        + f". {machine()}, "
         f"{date.today().isoformat()}, {result['seconds']:.0f} s in all.",
     ]
     return "\n".join(lines)

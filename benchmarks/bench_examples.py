@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -40,6 +39,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
+
+from machine import machine  # noqa: E402
 
 from bertforge.examples.params import ExamplesParams  # noqa: E402
 from bertforge.examples.write import check_inputs, write_examples  # noqa: E402
@@ -197,8 +198,11 @@ def main() -> None:
         params = replace(params, dupe_factor=args.dupe_factor)
     one, two = replace(params, num_proc=1), replace(params, num_proc=2)
 
-    machine = f"{platform.node()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}"
-    print(f"# examples benchmark: {machine}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"# examples benchmark: {machine()}, {time.strftime('%Y-%m-%d')}, "
+        f"load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     print(f"# params: {json.dumps(asdict(params))}", flush=True)
     header = [
         "| run | train docs | instances | time s | CPU s | instances/s "

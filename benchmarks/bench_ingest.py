@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 
 import psutil
+from machine import machine
 
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.pipeline import ingest
@@ -126,7 +127,7 @@ def main() -> None:
         return
 
     print(
-        f"{platform.node()}: {os.cpu_count()} CPU cores, "
+        f"{machine()}, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python "
         f"{platform.python_version()}, {date.today()}; load average at start "
         f"{os.getloadavg()[0]:.1f}"

@@ -60,6 +60,8 @@ from bertforge.pretrain.progress import TrainingLog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine  # noqa: E402
+
 from tests.factories import make_pretrain_project  # noqa: E402
 
 HOOKS = {  # run at interpreter start in every process of the job (sitecustomize)
@@ -139,7 +141,7 @@ def compare_shm_op(args: argparse.Namespace, tmp: Path) -> Results:
                 raise SystemExit(f"{name}: the shm op was {'' if built else 'not '}loaded")
             results[name].append((wall, train.get("tokens_per_s", float("nan"))))
             print(name, *results[name][-1], flush=True)
-    print(f"2 processes, {args.steps} steps, {os.cpu_count()} CPUs")
+    print(f"2 processes, {args.steps} steps, {machine()}")
     return results
 
 
@@ -193,7 +195,7 @@ def compare_pipeline_variants(
         f"{pretrain['global_batch_size']}, length_bucket_batches "
         f"{pretrain['length_bucket_batches']}, unpad_attention {pretrain['unpad_attention']}, "
         f"mlm_loss_normalisation {pretrain['mlm_loss_normalisation']} (where not the variant); "
-        f"{args.steps} steps per run; {os.cpu_count()} CPUs; data/examples/train"
+        f"{args.steps} steps per run; {machine()}; data/examples/train"
     )
     return results
 

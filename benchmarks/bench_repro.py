@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -33,21 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine  # noqa: E402
+
 from tests.support import copy_project  # noqa: E402  (a fresh clone's files, as a git repo)
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 TAIL_LINES = 40  # of a command's output, shown when it fails
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), or the machine type elsewhere: outputs are byte-identical
-    only on one CPU model, and times differ between them."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def run_streaming(
@@ -120,7 +110,7 @@ def main() -> None:
             env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(temp) / 'mlflow.db'}"
             times = timed_repro(project, arguments, env)
     print(
-        f"machine: {platform.machine()}, {cpu_model()}, {os.cpu_count()} cores; "
+        f"machine: {machine()}; "
         f"date: {date.today()}; "
         f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
     )

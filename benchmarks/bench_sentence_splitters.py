@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import date
 
+from machine import machine
+
 from bertforge.ingest.cleaning import clean_text
 from bertforge.ingest.params import IngestParams, SourceParams
 from bertforge.ingest.readers import read_documents
@@ -186,7 +188,7 @@ def main() -> None:
     texts = corpus_sample(args.corpus, args.sample_mb)
     sample_mb = sum(len(text.encode()) for text in texts) / 1e6
     print(
-        f"{platform.node()} ({platform.processor() or platform.machine()}), Python "
+        f"{machine()}, Python "
         f"{platform.python_version()}, {date.today()}; gold: {len(GOLD)} passages, "
         f"{sum(len(gold) - 1 for gold in GOLD)} boundaries; speed sample: {len(texts)} "
         f"documents, {sample_mb:.2f} MB of {args.corpus}"

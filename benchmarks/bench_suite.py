@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import resource
 import statistics
@@ -31,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_repro import cpu_model, run_streaming  # noqa: E402  (run_streaming: a failure's last lines)
+from bench_repro import run_streaming  # noqa: E402  (a failure's last lines)
+from machine import machine  # noqa: E402
 
 COUNTS = re.compile(r"(\d+) (passed|failed|skipped|errors?)")
 
@@ -78,7 +78,7 @@ def main() -> None:
             wall, _, counts = runs[workers][-1]
             print(f"{mode_name(workers)}: {wall:.0f} s ({counts})", file=sys.stderr, flush=True)
     print(
-        f"machine: {platform.machine()}, {cpu_model()}, {os.cpu_count()} cores; "
+        f"machine: {machine()}; "
         f"date: {date.today()}; rounds: {args.rounds}; "
         f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}"
     )

@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import machine
 from pipeline_runs import (
     ROOT,
-    machine,
     project_copy,
     read_params,
     read_tsv,

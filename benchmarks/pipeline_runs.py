@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -75,11 +74,6 @@ def project_copy(keep: bool = False) -> Iterator[Path]:
     finally:
         if not keep:
             subprocess.run(["rm", "-rf", str(directory)], check=False)
-
-
-def machine() -> str:
-    """The machine a results row was measured on, as the results files name it."""
-    return f"{platform.node()} ({platform.processor() or platform.machine()})"
 
 
 def read_params(project: Path) -> dict[str, Any]:
