@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# then the headline: each model's test average and task scores (bertforge results)
 repro: setup
 	dvc repro
+	@bertforge results
 
 # two workers (pytest-xdist), each test file on one of them so that its module fixtures are built
 # once: on 2 cores about two thirds of a one-process run (README, "Development");

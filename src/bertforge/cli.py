@@ -5,8 +5,11 @@
     bertforge rollback NAME                       swap @champion and @previous
     bertforge lineage models:/NAME@ALIAS          commit, params, data hashes, runs, how to rebuild
     bertforge predict models:/NAME@ALIAS "text" ["text b"] [--top-k K]
+    bertforge results                             the pipeline's headline, from metrics/
 
-The registry is the project's MLflow store (`bertforge.tracking.tracking_uri`: the repo's
+`results` reads only metrics/eval.json and metrics/pretrain.json (`make repro` prints it last);
+the other commands use the registry: the project's MLflow store
+(`bertforge.tracking.tracking_uri`: the repo's
 mlflow.db unless MLFLOW_TRACKING_URI is set). Bad input — an unknown model, version or alias, a
 malformed ``models:/`` URI, a promotion the gate refuses — is one ``error:`` line and exit code 2,
 with the registry unchanged. Runs as ``bertforge ...`` or ``python -m bertforge.cli ...``.
@@ -20,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bertforge.errors import BertforgeError
 from bertforge.params import PARAMS_FILE, load_section
@@ -31,10 +35,15 @@ from bertforge.registry.store import Registry, parse_model_uri
 from bertforge.registry.summary import EvalSummary
 from bertforge.tracking import TAG_PREFIX
 
+EVAL_METRICS = Path("metrics/eval.json")
+PRETRAIN_METRICS = Path("metrics/pretrain.json")
+REPORT = Path("reports/eval.md")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bertforge", description="Promote, roll back, trace and try registered models."
+        prog="bertforge",
+        description="Promote, roll back, trace and try registered models; show the results.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -68,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         "texts", nargs="+", metavar="TEXT", help="a text, or two for pair tasks"
     )
     predict_command.add_argument("--top-k", type=int, help="fill-mask: how many tokens to show")
+
+    commands.add_parser(
+        "results", help="each model's scores on the report's headline split, from metrics/"
+    )
     return parser
 
 
@@ -84,6 +97,9 @@ def promotion_margin(override: float | None) -> float:
 
 def run(args: argparse.Namespace) -> None:
     """Check the arguments that need no registry, then run the command against it."""
+    if args.command == "results":  # files only, no registry
+        print(results_summary())
+        return
     if args.command == "lineage":
         parse_model_uri(args.uri)
     if args.command == "predict":
@@ -129,6 +145,65 @@ def versions_table(models: Registry, name: str) -> str:
         commit = version.tags.get(f"{TAG_PREFIX}git_commit", "unknown")[:10]
         tags = " ".join(sorted(aliases_by_version.get(str(version.version), [])))
         lines.append(f"  v{version.version:<4} {tags:<22} {metric:<34} commit {commit}")
+    return "\n".join(lines)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BertforgeError(f"{path}: not found; run `make repro` (or `dvc repro`) first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BertforgeError(f"{path}: not valid JSON ({error})") from None
+
+
+def results_summary(eval_path: Path = EVAL_METRICS, pretrain_path: Path = PRETRAIN_METRICS) -> str:
+    """The pipeline's headline for a terminal: every model's average and task scores on the
+    report's headline split (± standard error), the tasks at floor, pretrained − scratch, and
+    the pretraining's held-out accuracies (when metrics/pretrain.json is there)."""
+    evaluation = _read_metrics(eval_path)
+    try:
+        split, tasks = evaluation["headline_split"], evaluation["tasks"]
+        models = [*evaluation["inits"], *evaluation["baselines"]]
+        average = evaluation["average"]
+        names = [f"{name}*" if task["at_floor"] else name for name, task in tasks.items()]
+        rows = [["model", "average", *names]]
+        for model in models:
+            mean, error = average[split][model]["mean"], average["standard_error"][model]
+            scores = [f"{task[split][model]['score']['mean']:.3f}" for task in tasks.values()]
+            rows.append([model, f"{mean:.3f} ± {error:.3f}", *scores])
+    except (KeyError, TypeError) as error:
+        raise BertforgeError(
+            f"{eval_path}: not the evaluate stage's output (no {error}); re-run `dvc repro`"
+        ) from None
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        f"{eval_path}, {split} split: mean over seeds ± standard error (every metric: {REPORT})",
+        "",
+        *(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        ),
+        "",
+    ]
+    if {"pretrained", "scratch"} <= set(models):
+        spread = average[split]["pretrained"]["std"]
+        lines.append(
+            f"pretrained - scratch on the average: {average[split]['delta']:+.3f} "
+            f"(seed std of pretrained: {spread:.3f})"
+        )
+    if any(task["at_floor"] for task in tasks.values()):
+        lines.append("* at floor: no model beats the majority baseline by two standard errors")
+    if pretrain_path.is_file():
+        heldout = _read_metrics(pretrain_path).get("heldout", {})
+        if "mlm_accuracy" in heldout:
+            lines.append(
+                f"pretraining ({pretrain_path}): held-out MLM accuracy "
+                f"{heldout['mlm_accuracy']:.2%} ({heldout['mlm_accuracy_over_unigram']:.2f}x "
+                f"unigram), NSP {heldout['nsp_accuracy']:.1%} "
+                f"(majority {heldout['nsp_majority_accuracy']:.1%})"
+            )
+    lines.append("runs: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db")
     return "\n".join(lines)
 
 

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from bertforge.evaluate import bootstrap_errors, evaluate_results, fit_baselines, render_report
+from bertforge.evaluate import bootstrap_errors, fit_baselines, render_report
 from bertforge.evaluate.baselines import LOGISTIC_C_GRID, RIDGE_ALPHA_GRID, bag_of_words_tokens
 from bertforge.finetune.tasks import Example, TaskData
-from tests.evaluate.fakes import fake_results
+from tests.evaluate.fakes import fake_evaluation
 from tests.support import REPO_ROOT
 
 
@@ -98,34 +98,8 @@ def test_bootstrap_errors_repeat_and_shrink_with_more_test_examples():
     assert errors["large"] == pytest.approx(np.sqrt(p * (1 - p) / 300), rel=0.25)
 
 
-def baseline(name: str, value: float):
-    from bertforge.evaluate import BaselineRun
-
-    metrics = {"accuracy": value, "score": value}
-    return BaselineRun(name, {}, {}, {"dev": metrics, "test": metrics})
-
-
 def test_a_task_is_at_floor_when_no_model_beats_majority_by_two_standard_errors():
-    results = fake_results(
-        {
-            "learnable": {"pretrained": [0.80, 0.81, 0.82], "scratch": [0.5, 0.5, 0.5]},
-            "noise": {"pretrained": [0.52, 0.50, 0.51], "scratch": [0.5, 0.49, 0.5]},
-        }
-    )
-    baselines = {
-        name: {
-            "majority": baseline("majority", 0.5),
-            "bag_of_words": baseline("bag_of_words", 0.55),
-        }
-        for name in results
-    }
-    bootstrap = {
-        name: dict.fromkeys(("pretrained", "scratch", "majority", "bag_of_words"), 0.02)
-        for name in results
-    }
-    evaluation = evaluate_results(
-        results, ["pretrained", "scratch"], [0, 1, 2], "test", baselines, bootstrap
-    )
+    evaluation = fake_evaluation(bootstrap_error=0.02)
     assert evaluation["tasks"]["learnable"]["at_floor"] is False
     assert evaluation["tasks"]["noise"]["at_floor"] is True
     assert evaluation["average"]["test"]["majority"] == {"mean": 0.5, "std": 0.0}

@@ -6,6 +6,7 @@ the registry (versions, tags, aliases) exactly as before.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import yaml
 from bertforge.cli import main
 from bertforge.registry.promote import REASON_TAG
 from bertforge.tracking import TAG_PREFIX, stage_run
+from tests.evaluate.fakes import MODELS, fake_evaluation
 from tests.factories import add_version, eval_summary
 from tests.support import REPO_ROOT, stage_env
 
@@ -264,3 +266,75 @@ def test_versions_lists_aliases_and_primary_metric(store, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "@champion" in lines[1] and "accuracy 0.8000 ± 0.0100" in lines[1]
     assert "no eval metrics" in lines[2]
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def write_metrics(directory, evaluation, heldout=None) -> None:
+    """metrics/eval.json (and metrics/pretrain.json with `heldout`) in `directory`."""
+    metrics = directory / "metrics"
+    metrics.mkdir()
+    (metrics / "eval.json").write_text(json.dumps(evaluation))
+    if heldout is not None:
+        (metrics / "pretrain.json").write_text(json.dumps({"heldout": heldout}))
+
+
+def test_results_shows_each_models_average_and_task_scores_and_marks_the_floor(
+    tmp_path, monkeypatch, capsys
+):
+    evaluation = fake_evaluation(bootstrap_error=0.02)
+    heldout = {
+        "mlm_accuracy": 0.1457,
+        "mlm_accuracy_over_unigram": 2.318,
+        "nsp_accuracy": 0.701,
+        "nsp_majority_accuracy": 0.62,
+    }
+    write_metrics(tmp_path, evaluation, heldout)
+    monkeypatch.chdir(tmp_path)
+    assert main(["results"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("\n\n")[1]  # between the heading and the notes
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert rows["model"] == ["model", "average", "learnable", "noise*"]  # noise: at floor
+    average = evaluation["average"]
+    for model in MODELS:
+        mean, error = average["test"][model]["mean"], average["standard_error"][model]
+        assert rows[model][1:4] == [f"{mean:.3f}", "±", f"{error:.3f}"]
+    assert rows["pretrained"][4:] == ["0.810", "0.510"]  # each task's mean score over seeds
+    assert rows["majority"][4:] == ["0.500", "0.500"]
+    # per seed (0.80 + 0.52) / 2 ... against (0.5 + 0.5) / 2 ...: 0.660 - 0.498
+    assert "pretrained - scratch on the average: +0.162 (seed std of pretrained: 0.005)" in out
+    assert "* at floor: no model beats the majority baseline by two standard errors" in out
+    assert "held-out MLM accuracy 14.57% (2.32x unigram), NSP 70.1% (majority 62.0%)" in out
+
+
+def test_results_without_pretraining_metrics_leaves_that_line_out(tmp_path, monkeypatch, capsys):
+    write_metrics(tmp_path, fake_evaluation())
+    monkeypatch.chdir(tmp_path)
+    assert main(["results"]) == 0
+    out = capsys.readouterr().out
+    assert "bag_of_words" in out and "held-out" not in out
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "metrics/eval.json: not found; run `make repro` (or `dvc repro`) first"),
+        ("{not json", "metrics/eval.json: not valid JSON"),
+        ('{"tasks": {}}', "metrics/eval.json: not the evaluate stage's output"),
+    ],
+    ids=["missing", "not json", "another file"],
+)
+def test_results_refuses_a_missing_or_foreign_eval_json_in_one_line(
+    tmp_path, monkeypatch, capsys, content, match
+):
+    if content is not None:
+        (tmp_path / "metrics").mkdir()
+        (tmp_path / "metrics/eval.json").write_text(content)
+    monkeypatch.chdir(tmp_path)
+    assert main(["results"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {match}"), lines
+    assert captured.out == ""
