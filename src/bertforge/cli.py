@@ -9,10 +9,10 @@
 
 `results` reads only metrics/eval.json and metrics/pretrain.json (`make repro` prints it last);
 the other commands use the registry: the project's MLflow store
-(`bertforge.tracking.tracking_uri`: the repo's
-mlflow.db unless MLFLOW_TRACKING_URI is set). Bad input — an unknown model, version or alias, a
-malformed ``models:/`` URI, a promotion the gate refuses — is one ``error:`` line and exit code 2,
-with the registry unchanged. Runs as ``bertforge ...`` or ``python -m bertforge.cli ...``.
+(`bertforge.tracking.tracking_uri`: the repo's mlflow.db unless MLFLOW_TRACKING_URI is set).
+Bad input — an unknown model, version or alias, a malformed ``models:/`` URI, a promotion the
+gate refuses, a missing metrics/eval.json — is one ``error:`` line and exit code 2, with the
+registry unchanged. Runs as ``bertforge ...`` or ``python -m bertforge.cli ...``.
 """
 
 from __future__ import annotations
