@@ -23,19 +23,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bertforge.errors import BertforgeError
+from bertforge.io import read_json
 from bertforge.params import PARAMS_FILE, load_section
 from bertforge.registry.lineage import lineage_report
 from bertforge.registry.params import RegisterParams
 from bertforge.registry.predict import predict
 from bertforge.registry.promote import promote, rollback
 from bertforge.registry.store import Registry, parse_model_uri
-from bertforge.registry.summary import EvalSummary
+from bertforge.registry.summary import EVAL_METRICS, EvalSummary
 from bertforge.tracking import TAG_PREFIX
 
-EVAL_METRICS = Path("metrics/eval.json")
 PRETRAIN_METRICS = Path("metrics/pretrain.json")
 REPORT = Path("reports/eval.md")
 
@@ -148,20 +147,11 @@ def versions_table(models: Registry, name: str) -> str:
     return "\n".join(lines)
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise BertforgeError(f"{path}: not found; run `make repro` (or `dvc repro`) first")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BertforgeError(f"{path}: not valid JSON ({error})") from None
-
-
 def results_summary(eval_path: Path = EVAL_METRICS, pretrain_path: Path = PRETRAIN_METRICS) -> str:
     """The pipeline's headline for a terminal: every model's average and task scores on the
     report's headline split (± standard error), the tasks at floor, pretrained − scratch, and
     the pretraining's held-out accuracies (when metrics/pretrain.json is there)."""
-    evaluation = _read_metrics(eval_path)
+    evaluation = read_json(eval_path, "evaluate")
     try:
         split, tasks = evaluation["headline_split"], evaluation["tasks"]
         models = [*evaluation["inits"], *evaluation["baselines"]]
@@ -195,7 +185,7 @@ def results_summary(eval_path: Path = EVAL_METRICS, pretrain_path: Path = PRETRA
     if any(task["at_floor"] for task in tasks.values()):
         lines.append("* at floor: no model beats the majority baseline by two standard errors")
     if pretrain_path.is_file():
-        heldout = _read_metrics(pretrain_path).get("heldout", {})
+        heldout = read_json(pretrain_path, "pretrain").get("heldout", {})
         if "mlm_accuracy" in heldout:
             lines.append(
                 f"pretraining ({pretrain_path}): held-out MLM accuracy "

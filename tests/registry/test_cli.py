@@ -320,7 +320,7 @@ def test_results_without_pretraining_metrics_leaves_that_line_out(tmp_path, monk
 @pytest.mark.parametrize(
     ("content", "match"),
     [
-        (None, "metrics/eval.json: not found; run `make repro` (or `dvc repro`) first"),
+        (None, "metrics/eval.json: not found; run the evaluate stage first"),
         ("{not json", "metrics/eval.json: not valid JSON"),
         ('{"tasks": {}}', "metrics/eval.json: not the evaluate stage's output"),
     ],
