@@ -1,7 +1,7 @@
 """The pretrain stage's CPU speed, variant against variant: DeepSpeed's shared-memory op,
 (`--unpad`) padded against unpadded batches, (`--loss-normalisation`) the MLM loss
-normalised per micro-batch against over the global batch, or (`--compile`) eager against
-compiled.
+normalised per micro-batch against over the global batch, (`--compile`) eager against
+compiled, or (`--precision`) fp32 against bf16.
 
 Every run is the stage itself (stages/pretrain.py, 2 processes over gloo) in a temporary
 project; the variants alternate, `--repeats` times each (every other round in reverse order), so
@@ -37,6 +37,12 @@ Besides the columns above, the median tokens/s of the rows logged after the firs
 `steps / 10` steps, in metrics/pretrain_log.tsv): the speed once compiled.
 
     .venv/bin/python benchmarks/bench_pretrain_ops.py --compile [--steps 400] [--repeats 1]
+
+`--precision` — how much faster is `pretrain.precision: bf16` on a CPU with AMX or AVX512-BF16
+(elsewhere the stage refuses it)? The same runs, fp32 against bf16; `--hidden-size` (with
+`--layers`, `--heads`) for a wider model than the default's, whose larger matrices gain more.
+
+    .venv/bin/python benchmarks/bench_pretrain_ops.py --precision [--steps 200] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ COMPARISONS = {  # flag: (the table's first column, each variant's pretrain para
         },
     ),
     "compile": ("model", {"eager": {"compile": False}, "compiled": {"compile": True}}),
+    "precision": ("precision", {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}}),
 }
 
 
@@ -164,6 +171,23 @@ def default_pipeline_project(directory: Path, steps: int, overrides: dict[str, A
     return directory
 
 
+def model_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """`--hidden-size/--layers/--heads` as a `pretrain.model` override (feed-forward 4×
+    hidden), or nothing: the default's shape."""
+    if args.hidden_size is None:
+        return {}
+    model = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]["model"]
+    return {
+        "model": model
+        | {
+            "hidden_size": args.hidden_size,
+            "num_hidden_layers": args.layers,
+            "num_attention_heads": args.heads,
+            "intermediate_size": 4 * args.hidden_size,
+        }
+    }
+
+
 def compare_pipeline_variants(
     args: argparse.Namespace, tmp: Path, variants: dict[str, dict[str, Any]]
 ) -> Results:
@@ -171,8 +195,9 @@ def compare_pipeline_variants(
     if not (ROOT / "data/examples/meta.json").is_file():
         raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
     store = tmp / "mlflow.db"
+    shape = model_shape(args)
     projects = {
-        name: default_pipeline_project(tmp / name, args.steps, overrides)
+        name: default_pipeline_project(tmp / name, args.steps, {**shape, **overrides})
         for name, overrides in variants.items()
     }
     run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
@@ -188,7 +213,7 @@ def compare_pipeline_variants(
             results[name].append((wall, train["tokens_per_s"], seconds_per_step, steady))
             print(name, *(f"{value:.4g}" for value in results[name][-1]), flush=True)
     pretrain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]
-    model = pretrain["model"]
+    model = pretrain["model"] | model_shape(args).get("model", {})
     print(
         f"default pipeline's pretraining: {pretrain['processes']} processes, hidden "
         f"{model['hidden_size']}, {model['num_hidden_layers']} layers, global batch "
@@ -208,7 +233,11 @@ def main() -> None:
         "--loss-normalisation", action="store_true", help="MLM loss per micro-batch against global"
     )
     comparison.add_argument("--compile", action="store_true", help="eager against compiled")
+    comparison.add_argument("--precision", action="store_true", help="fp32 against bf16")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--hidden-size", type=int, default=None, help="another model width")
+    parser.add_argument("--layers", type=int, default=2, help="with --hidden-size")
+    parser.add_argument("--heads", type=int, default=4, help="with --hidden-size")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     comparison = next((flag for flag in COMPARISONS if getattr(args, flag)), None)

@@ -14,6 +14,7 @@ from bertforge.model import (
     BertForSequenceClassification,
     cross_entropy_with_counts,
 )
+from bertforge.model.attention import attend_padded
 from tests.model.factories import (
     LENGTHS,
     PREDICTIONS,
@@ -210,6 +211,35 @@ def test_bf16_autocast_training_step_is_finite_and_close_to_fp32():
     assert output.loss.dtype == torch.float32
     assert abs(output.loss.item() - fp32_loss.item()) < 0.05 * fp32_loss.item()
     assert all(torch.isfinite(p.grad).all() for p in ours.parameters() if p.grad is not None)
+
+
+def test_bf16_weights_training_step_is_finite_and_close_to_fp32():
+    # the stage's bf16 (DeepSpeed's engine casts the module's weights to bf16), here on a CPU
+    ours = randomized(BertForPreTraining(TINY))
+    batch = pretraining_batch()
+    with torch.no_grad():
+        fp32_loss = ours(**batch).loss
+    bf16 = copy.deepcopy(ours).to(torch.bfloat16)
+    output = bf16(**batch)
+    output.loss.backward()
+    assert output.loss.dtype == torch.float32
+    assert abs(output.loss.item() - fp32_loss.item()) < 0.05 * fp32_loss.item()
+    grads = [p.grad for p in bf16.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+
+
+def test_bf16_attention_on_a_cpu_is_close_to_float32_and_returns_bf16():
+    # torch's CPU flash kernel is several times slower backward in bf16: attend_padded upcasts
+    generator = torch.Generator().manual_seed(0)
+    qkv = torch.randn(2, 7, 3 * 16, generator=generator)
+    key_mask = (torch.arange(7) < torch.tensor([[7], [4]]))[:, None, None, :]
+    expected = attend_padded(qkv, key_mask, num_heads=2, dropout_p=0.0)
+    low = qkv.to(torch.bfloat16).requires_grad_()
+    context = attend_padded(low, key_mask, num_heads=2, dropout_p=0.0)
+    assert context.dtype == torch.bfloat16
+    torch.testing.assert_close(context.float(), expected, atol=0.03, rtol=0.03)
+    context.sum().backward()
+    assert low.grad.dtype == torch.bfloat16 and torch.isfinite(low.grad).all()
 
 
 def test_pretraining_step_compiles_as_one_graph():

@@ -187,7 +187,8 @@ def accumulation_steps(params: PretrainParams, world_size: int) -> int:
 
 
 def check_device_support(params: PretrainParams, device_type: str) -> None:
-    """bf16/fp16 mixed precision and LAMB are GPU features here; say so before starting.
+    """fp16 mixed precision and LAMB are GPU features here, bf16 a GPU's or a CPU's with
+    bf16 instructions (AMX, AVX512-BF16); say so before starting.
 
     So are bf16 on a GPU without it, torch.compile where torch cannot compile (a C++
     compiler, which pretrain/ops.py checks, is the other thing compiling needs) and an
@@ -208,24 +209,38 @@ def check_device_support(params: PretrainParams, device_type: str) -> None:
                 f"capability 8.0+), but {torch.cuda.get_device_name()} has none; "
                 "use fp16 or fp32, got 'bf16'"
             )
-        # DeepSpeed keeps fp32 master weights for bf16 only in ZeRO's optimizer (stages 1-3)
-        if params.precision == "bf16" and params.zero_stage == 0:
-            raise BertforgeError(
-                "params.yaml: pretrain.precision bf16 with zero_stage 0 would train the bf16 "
-                "weights themselves (DeepSpeed keeps fp32 master weights in ZeRO stages 1-3); "
-                "use zero_stage 1, 2 or 3, got 0"
-            )
-        return
-    if params.precision != "fp32":
+    # DeepSpeed keeps fp32 master weights for bf16 only in ZeRO's optimizer (stages 1-3)
+    if params.precision == "bf16" and params.zero_stage == 0:
         raise BertforgeError(
-            f"params.yaml: pretrain.precision {params.precision} needs a GPU; "
-            "use fp32 on CPU, got " + repr(params.precision)
+            "params.yaml: pretrain.precision bf16 with zero_stage 0 would train the bf16 "
+            "weights themselves (DeepSpeed keeps fp32 master weights in ZeRO stages 1-3); "
+            "use zero_stage 1, 2 or 3, got 0"
+        )
+    if device_type == "cuda":
+        return
+    if params.precision == "fp16":
+        raise BertforgeError(
+            "params.yaml: pretrain.precision fp16 needs a GPU; use fp32, or bf16 on a CPU "
+            "with AMX or AVX512-BF16, got 'fp16'"
+        )
+    if params.precision == "bf16" and not cpu_has_native_bf16():
+        raise BertforgeError(
+            "params.yaml: pretrain.precision bf16 on a CPU needs AMX or AVX512-BF16 "
+            "instructions, which this CPU lacks (bf16 would run emulated, slower than fp32); "
+            "use fp32, got 'bf16'"
         )
     if params.optimizer == "lamb":
         raise BertforgeError(
             "params.yaml: pretrain.optimizer lamb needs a GPU (DeepSpeed's FusedLamb); "
             "use adamw on CPU, got 'lamb'"
         )
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX, or AVX512-BF16 as on
+    AMD Zen 4 and Intel Cooper Lake); elsewhere torch emulates bf16, slower than fp32."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def check_unpad_attention(params: PretrainParams, device_type: str) -> None:
