@@ -123,6 +123,13 @@ VARIANTS: dict[str, dict[str, object]] = {
     # early and to stand higher learning rates, hence its second row at the rate that diverged
     "pre_ln": {"pretrain.model.pre_layer_norm": True},
     "pre_ln_lr_3e-3": {"pretrain.model.pre_layer_norm": True, "pretrain.lr": 3e-3},
+    # bf16 on a CPU with AMX or AVX512-BF16 (refused elsewhere): more steps in the same budget,
+    # and more for a wider model, whose larger matrices gain more from the bf16 units
+    "bf16": {"pretrain.precision": "bf16"},
+    "bf16_wide": {
+        "pretrain.precision": "bf16",
+        **{f"pretrain.model.{k}": v for k, v in SHAPES["shape_wide"].items()},
+    },
 }
 
 # keys that leave the compute of a step as the default's: such a row gets the default's steps
@@ -226,11 +233,12 @@ def run_variant(
     fixed: dict,
     default_rate: float | None,
     run: str,
+    calibration_steps: int = 30,
 ) -> dict[str, str]:
-    """One row: calibrate, pretrain for `budget_s` (None: the default's max_steps), fine-tune
-    and evaluate. A variant that costs what the default costs per step runs at `default_rate`
-    (the default's calibrated seconds per step) instead of calibrating its own; `run`: the
-    row's run_key."""
+    """One row: calibrate (`calibration_steps` steps), pretrain for `budget_s` (None: the
+    default's max_steps), fine-tune and evaluate. A variant that costs what the default costs
+    per step runs at `default_rate` (the default's calibrated seconds per step) instead of
+    calibrating its own; `run`: the row's run_key."""
     overrides = overrides_of(name, fixed)
     if not (name == "default" or changes_shape(name)):
         overrides["finetune.inits"] = ["pretrained"]
@@ -239,7 +247,8 @@ def run_variant(
     elif same_cost(name, base) and default_rate is not None:
         steps = max(10, round(budget_s / default_rate))
     else:
-        steps = max(10, int(budget_s / seconds_per_step(project, base, overrides)))
+        rate = seconds_per_step(project, base, overrides, calibration_steps)
+        steps = max(10, int(budget_s / rate))
     warmup_default = int(setting(base, fixed, "pretrain.warmup_steps"))
     # one-cycle: up for 30 % of the steps, down for the rest; otherwise warmup as the default
     warmup = (
@@ -435,8 +444,9 @@ def table(
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
         f"{seeds} seeds; Δ: ± the standard error of the difference (from the seed std pooled "
         f"over the rows, {std:.3f}), bold beyond two; "
-        "*min*: the minutes the row's steps took (a 30-step calibration sets the steps, so "
-        "they scatter around the budget); "
+        "*min*: the minutes the row's steps took (a calibration run sets the steps, 30 steps "
+        "long, 200 for the bf16 rows, whose first steps pay for new kernel shapes; so they "
+        "scatter around the budget); "
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
     )
     return "\n".join([header, "", *lines])
@@ -485,6 +495,12 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=None, help=f"default: {RESULTS}")
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
+    parser.add_argument(
+        "--calibration-steps",
+        type=int,
+        default=30,
+        help="steps of each calibration run (bf16 on a CPU: 200, past its first-shape costs)",
+    )
     args = parser.parse_args()
     unknown = [name for name in args.variants + args.rerun if name not in VARIANTS]
     if unknown:
@@ -511,7 +527,7 @@ def main() -> None:
             budget_s = None if args.minutes is None else 60 * args.minutes
             rate = None
             if todo != ["default"] or budget_s is not None:
-                rate = seconds_per_step(project, base, fixed)
+                rate = seconds_per_step(project, base, fixed, args.calibration_steps)
                 print(f"default: {rate:.3f} s per step", file=sys.stderr)
             if budget_s is None and rate is not None:
                 # the default's budget: its max_steps at its calibrated rate on this machine
@@ -520,7 +536,9 @@ def main() -> None:
             for name in todo:
                 # at the default's own budget, the default row is the committed params as they are
                 own = None if name == "default" and args.minutes is None else budget_s
-                rows[keys[name]] = run_variant(project, base, name, own, fixed, rate, keys[name])
+                rows[keys[name]] = run_variant(
+                    project, base, name, own, fixed, rate, keys[name], args.calibration_steps
+                )
                 if output:
                     write_rows(output, rows)
     text = table(rows, base, len(base["finetune"]["seeds"]), fixed, args.minutes)
