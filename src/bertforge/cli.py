@@ -26,7 +26,7 @@ from pathlib import Path
 
 from bertforge.errors import BertforgeError
 from bertforge.io import read_json
-from bertforge.params import PARAMS_FILE, load_section
+from bertforge.params import PARAMS_FILE, load_params, load_section
 from bertforge.registry.lineage import lineage_report
 from bertforge.registry.params import RegisterParams
 from bertforge.registry.predict import predict
@@ -147,13 +147,30 @@ def versions_table(models: Registry, name: str) -> str:
     return "\n".join(lines)
 
 
-def results_summary(eval_path: Path = EVAL_METRICS, pretrain_path: Path = PRETRAIN_METRICS) -> str:
+def params_task_order(params_path: Path = PARAMS_FILE) -> list[str]:
+    """The tasks in params.yaml's order (the report's), or none when it cannot be read."""
+    try:
+        tasks = load_params(params_path).get("finetune", {}).get("tasks", {})
+    except (BertforgeError, AttributeError):
+        return []
+    return list(tasks) if isinstance(tasks, dict) else []
+
+
+def results_summary(
+    eval_path: Path = EVAL_METRICS,
+    pretrain_path: Path = PRETRAIN_METRICS,
+    params_path: Path = PARAMS_FILE,
+) -> str:
     """The pipeline's headline for a terminal: every model's average and task scores on the
     report's headline split (± standard error), the tasks at floor, pretrained − scratch, and
-    the pretraining's held-out accuracies (when metrics/pretrain.json is there)."""
+    the pretraining's held-out accuracies (when metrics/pretrain.json is there). Tasks come in
+    params.yaml's order, as in the report (eval.json keeps them sorted by name)."""
     evaluation = read_json(eval_path, "evaluate")
+    order = params_task_order(params_path)
     try:
         split, tasks = evaluation["headline_split"], evaluation["tasks"]
+        ranks = {name: order.index(name) if name in order else len(order) for name in tasks}
+        tasks = {name: tasks[name] for name in sorted(tasks, key=ranks.__getitem__)}
         models = [*evaluation["inits"], *evaluation["baselines"]]
         average = evaluation["average"]
         names = [f"{name}*" if task["at_floor"] else name for name, task in tasks.items()]
@@ -202,9 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
+        sys.stdout.flush()
     except BertforgeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader left (`bertforge results | head -3`): no traceback, and none at exit when
+        # Python flushes stdout again (the recipe of Python's signal module docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -317,6 +317,37 @@ def test_results_without_pretraining_metrics_leaves_that_line_out(tmp_path, monk
     assert "bag_of_words" in out and "held-out" not in out
 
 
+def test_results_lists_the_tasks_in_params_yaml_order(tmp_path, monkeypatch, capsys):
+    write_metrics(tmp_path, fake_evaluation())  # eval.json: tasks sorted by name
+    tasks = {"noise": {"source": "embedded"}, "learnable": {"source": "embedded"}}
+    params = {"finetune": {"tasks": tasks}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    assert main(["results"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[1]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()}
+    assert rows["model"] == ["model", "average", "noise*", "learnable"]
+    assert rows["pretrained"][4:] == ["0.510", "0.810"]
+
+
+def test_results_piped_into_a_reader_that_leaves_ends_without_a_traceback(tmp_path):
+    write_metrics(tmp_path, fake_evaluation())
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bertforge.cli", "results"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=stage_env(),
+        cwd=tmp_path,
+    )
+    child.stdout.close()  # as `| head -0` does, before the command has written a line
+    try:
+        stderr = child.stderr.read().decode()
+        returncode = child.wait(timeout=300)
+    finally:
+        child.kill()
+    assert returncode == 1 and stderr == "", stderr
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [
