@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bertforge.errors import BertforgeError
+from bertforge.finetune.params import FinetuneParams
 from bertforge.io import read_json
-from bertforge.params import PARAMS_FILE, load_params, load_section
+from bertforge.params import PARAMS_FILE, load_section
 from bertforge.registry.lineage import lineage_report
 from bertforge.registry.params import RegisterParams
 from bertforge.registry.predict import predict
@@ -150,10 +151,9 @@ def versions_table(models: Registry, name: str) -> str:
 def params_task_order(params_path: Path = PARAMS_FILE) -> list[str]:
     """The tasks in params.yaml's order (the report's), or none when it cannot be read."""
     try:
-        tasks = load_params(params_path).get("finetune", {}).get("tasks", {})
-    except (BertforgeError, AttributeError):
+        return list(load_section(FinetuneParams, "finetune", params_path).tasks)
+    except BertforgeError:
         return []
-    return list(tasks) if isinstance(tasks, dict) else []
 
 
 def results_summary(
@@ -169,8 +169,8 @@ def results_summary(
     order = params_task_order(params_path)
     try:
         split, tasks = evaluation["headline_split"], evaluation["tasks"]
-        ranks = {name: order.index(name) if name in order else len(order) for name in tasks}
-        tasks = {name: tasks[name] for name in sorted(tasks, key=ranks.__getitem__)}
+        named = [name for name in order if name in tasks] + sorted(set(tasks) - set(order))
+        tasks = {name: tasks[name] for name in named}
         models = [*evaluation["inits"], *evaluation["baselines"]]
         average = evaluation["average"]
         names = [f"{name}*" if task["at_floor"] else name for name, task in tasks.items()]

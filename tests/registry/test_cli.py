@@ -319,7 +319,11 @@ def test_results_without_pretraining_metrics_leaves_that_line_out(tmp_path, monk
 
 def test_results_lists_the_tasks_in_params_yaml_order(tmp_path, monkeypatch, capsys):
     write_metrics(tmp_path, fake_evaluation())  # eval.json: tasks sorted by name
-    tasks = {"noise": {"source": "embedded"}, "learnable": {"source": "embedded"}}
+    spec = {"source": "embedded", "kind": "classification", "text_columns": ["sentence"]}
+    tasks = {
+        name: {**spec, "path": f"tasks/{name}", "metric": "accuracy"}
+        for name in ("noise", "learnable")
+    }
     params = {"finetune": {"tasks": tasks}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
