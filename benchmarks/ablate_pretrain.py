@@ -47,6 +47,7 @@ from pathlib import Path
 
 from machine import machine
 from pipeline_runs import (
+    CALIBRATION_STEPS,
     ROOT,
     average,
     project_copy,
@@ -233,7 +234,7 @@ def run_variant(
     fixed: dict,
     default_rate: float | None,
     run: str,
-    calibration_steps: int = 30,
+    calibration_steps: int,
 ) -> dict[str, str]:
     """One row: calibrate (`calibration_steps` steps), pretrain for `budget_s` (None: the
     default's max_steps), fine-tune and evaluate. A variant that costs what the default costs
@@ -444,9 +445,9 @@ def table(
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
         f"{seeds} seeds; Δ: ± the standard error of the difference (from the seed std pooled "
         f"over the rows, {std:.3f}), bold beyond two; "
-        "*min*: the minutes the row's steps took (a calibration run sets the steps, 30 steps "
-        "long, 200 for the bf16 rows, whose first steps pay for new kernel shapes; so they "
-        "scatter around the budget); "
+        "*min*: the minutes the row's steps took (a calibration run sets the steps, "
+        f"{CALIBRATION_STEPS} steps long, 200 for the bf16 rows, whose first steps pay for new "
+        "kernel shapes; so they scatter around the budget); "
         "`python benchmarks/ablate_pretrain.py --write-docs`, rows in reports/ablate_pretrain.tsv."
     )
     return "\n".join([header, "", *lines])
@@ -498,7 +499,7 @@ def main() -> None:
     parser.add_argument(
         "--calibration-steps",
         type=int,
-        default=30,
+        default=CALIBRATION_STEPS,
         help="steps of each calibration run (bf16 on a CPU: 200, past its first-shape costs)",
     )
     args = parser.parse_args()

@@ -171,20 +171,16 @@ def default_pipeline_project(directory: Path, steps: int, overrides: dict[str, A
     return directory
 
 
-def model_shape(args: argparse.Namespace) -> dict[str, Any]:
-    """`--hidden-size/--layers/--heads` as a `pretrain.model` override (feed-forward 4×
-    hidden), or nothing: the default's shape."""
+def model_shape(args: argparse.Namespace, model: dict[str, Any]) -> dict[str, Any]:
+    """`model` (params.yaml's `pretrain.model`) with `--hidden-size/--layers/--heads`
+    (feed-forward 4× hidden), or `model` itself without `--hidden-size`."""
     if args.hidden_size is None:
-        return {}
-    model = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]["model"]
-    return {
-        "model": model
-        | {
-            "hidden_size": args.hidden_size,
-            "num_hidden_layers": args.layers,
-            "num_attention_heads": args.heads,
-            "intermediate_size": 4 * args.hidden_size,
-        }
+        return model
+    return model | {
+        "hidden_size": args.hidden_size,
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": args.heads,
+        "intermediate_size": 4 * args.hidden_size,
     }
 
 
@@ -195,9 +191,10 @@ def compare_pipeline_variants(
     if not (ROOT / "data/examples/meta.json").is_file():
         raise SystemExit(f"{ROOT / 'data/examples'}: no examples (dvc pull, or run the pipeline)")
     store = tmp / "mlflow.db"
-    shape = model_shape(args)
+    pretrain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]
+    model = model_shape(args, pretrain["model"])
     projects = {
-        name: default_pipeline_project(tmp / name, args.steps, {**shape, **overrides})
+        name: default_pipeline_project(tmp / name, args.steps, {"model": model, **overrides})
         for name, overrides in variants.items()
     }
     run(default_pipeline_project(tmp / "warm-up", 2, {}), store)  # file caches, MLflow store
@@ -212,8 +209,6 @@ def compare_pipeline_variants(
             steady = later_rows_tokens_per_s(project)
             results[name].append((wall, train["tokens_per_s"], seconds_per_step, steady))
             print(name, *(f"{value:.4g}" for value in results[name][-1]), flush=True)
-    pretrain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["pretrain"]
-    model = pretrain["model"] | model_shape(args).get("model", {})
     print(
         f"default pipeline's pretraining: {pretrain['processes']} processes, hidden "
         f"{model['hidden_size']}, {model['num_hidden_layers']} layers, global batch "

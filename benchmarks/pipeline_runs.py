@@ -155,8 +155,14 @@ def repro(project: Path, target: str) -> float:
     return time.perf_counter() - started
 
 
+CALIBRATION_STEPS = 30  # steps of a calibration run (start-up included)
+
+
 def seconds_per_step(
-    project: Path, base: Mapping[str, Any], overrides: Mapping[str, Any], steps: int = 30
+    project: Path,
+    base: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    steps: int = CALIBRATION_STEPS,
 ) -> float:
     """Pretraining seconds per optimizer step of a variant, from a `steps`-step calibration run
     (start-up included, so the budget is on the safe side)."""
