@@ -41,6 +41,7 @@ Besides the columns above, the median tokens/s of the rows logged after the firs
 `--precision` — how much faster is `pretrain.precision: bf16` on a CPU with AMX or AVX512-BF16
 (elsewhere the stage refuses it)? The same runs, fp32 against bf16; `--hidden-size` (with
 `--layers`, `--heads`) for a wider model than the default's, whose larger matrices gain more.
+Every pipeline comparison also prints each variant's held-out MLM accuracy (median).
 
     .venv/bin/python benchmarks/bench_pretrain_ops.py --precision [--steps 200] [--repeats 3]
 """
@@ -91,7 +92,7 @@ COMPARISONS = {  # flag: (the table's first column, each variant's pretrain para
 def run(
     project: Path, store: Path, hook: str | None = None, env_extra: dict[str, str] | None = None
 ) -> tuple[float, dict[str, Any], str]:
-    """One stage run in `project`: its wall seconds, metrics/pretrain.json's `train`, its log."""
+    """One stage run in `project`: its wall seconds, metrics/pretrain.json, its log."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
     env |= env_extra or {}
@@ -114,12 +115,12 @@ def run(
     if result.returncode != 0:
         raise SystemExit(result.stderr[-3000:])
     metrics = json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
-    return wall, metrics["train"], result.stdout + result.stderr
+    return wall, metrics, result.stdout + result.stderr
 
 
 Results = dict[str, list[tuple[float, ...]]]
 """Each variant's runs: (stage wall s, training tokens/s[, training s/step, tokens/s of the
-logged rows after the first])."""
+logged rows after the first, held-out MLM accuracy])."""
 
 
 def later_rows_tokens_per_s(project: Path) -> float:
@@ -142,11 +143,11 @@ def compare_shm_op(args: argparse.Namespace, tmp: Path) -> Results:
     results: Results = {name: [] for name in ("skipped", "loaded", "skipped, same hook")}
     for _ in range(args.repeats):
         for name in results:
-            wall, train, log = run(project, store, HOOKS.get(name))
+            wall, metrics, log = run(project, store, HOOKS.get(name))
             built = "deepspeed_shm_comm_op built" in log
             if built != (name == "loaded"):
                 raise SystemExit(f"{name}: the shm op was {'' if built else 'not '}loaded")
-            results[name].append((wall, train.get("tokens_per_s", float("nan"))))
+            results[name].append((wall, metrics["train"].get("tokens_per_s", float("nan"))))
             print(name, *results[name][-1], flush=True)
     print(f"2 processes, {args.steps} steps, {machine()}")
     return results
@@ -204,10 +205,12 @@ def compare_pipeline_variants(
         for name in list(projects)[:: 1 if repeat % 2 == 0 else -1]:
             project = projects[name]
             cold_cache = {"TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(dir=tmp)}  # compiled runs
-            wall, train, _ = run(project, store, env_extra=cold_cache)
+            wall, metrics, _ = run(project, store, env_extra=cold_cache)
+            train = metrics["train"]
             seconds_per_step = train["seconds"] / args.steps
             steady = later_rows_tokens_per_s(project)
-            results[name].append((wall, train["tokens_per_s"], seconds_per_step, steady))
+            accuracy = metrics["heldout"]["mlm_accuracy"]
+            results[name].append((wall, train["tokens_per_s"], seconds_per_step, steady, accuracy))
             print(name, *(f"{value:.4g}" for value in results[name][-1]), flush=True)
     print(
         f"default pipeline's pretraining: {pretrain['processes']} processes, hidden "
@@ -245,12 +248,16 @@ def main() -> None:
             results = compare_pipeline_variants(args, Path(tmp), variants)
     columns = ["stage wall s", "tokens/s (training loop)"]
     if pipeline:
-        columns += ["s/step (training loop)", "tokens/s (logged rows after the first)"]
+        columns += [
+            "s/step (training loop)",
+            "tokens/s (logged rows after the first)",
+            "held-out MLM accuracy",
+        ]
     print(f"| {first} | " + " | ".join(f"{column}, median" for column in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     for name, rows in results.items():
         medians = [statistics.median(values) for values in zip(*rows, strict=True)]
-        formats = [".1f", ".0f", ".4f", ".0f"]
+        formats = [".1f", ".0f", ".4f", ".0f", ".4f"]
         cells = " | ".join(f"{value:{spec}}" for value, spec in zip(medians, formats, strict=False))
         print(f"| {name} | {cells} |")
     if pipeline:  # the second variant against the first (unpadded / padded, ...)
