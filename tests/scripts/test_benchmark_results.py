@@ -206,13 +206,18 @@ def test_the_default_row_reads_the_committed_run(ablation):
     assert set(row) == set(ablation.FIELDS)
 
 
-def _budget(curve, minutes: float, pretrained: float) -> dict[str, str]:
+def _budget(curve, minutes: float, pretrained: float, mlm_ratio: str = "") -> dict[str, str]:
     row = dict.fromkeys(curve.HEADER, "0.0100")
     return row | {
         "minutes": f"{minutes:g}",
         "steps": str(int(minutes * 260)),
         "pretrained": f"{pretrained:.4f}",
+        "scratch": "0.3600",
         "bag_of_words": "0.4320",
+        "mlm_accuracy": "0.1500" if mlm_ratio else "",
+        "mlm_over_unigram": mlm_ratio,
+        "nsp_accuracy": "0.7000" if mlm_ratio else "",
+        "settings": "",
     }
 
 
@@ -228,6 +233,79 @@ def test_budget_rows_round_trip_sorted_and_the_crossing_is_the_first_budget_reac
     rows[40.0] = _budget(curve, 40, 0.43)
     assert curve.crossing(rows) == 20.0
     assert curve.crossing({5.0: _budget(curve, 5, 0.31)}) is None
+
+
+def test_each_target_is_met_from_the_first_budget_that_meets_it(curve):
+    rows = {
+        5.0: _budget(curve, 5, 0.37, "2.30"),  # +0.01 over scratch: within 3 seed stds (0.03)
+        10.0: _budget(curve, 10, 0.40, "2.80"),  # +0.04: beyond them, still under bag-of-words
+        20.0: _budget(curve, 20, 0.44, "3.10"),
+        40.0: _budget(curve, 40, 0.52),  # its MLM figures not measured
+    }
+    assert curve.first_meeting(rows, "pretrained - scratch >= 3 seed std") == 10.0
+    assert curve.first_meeting(rows, "pretrained >= bag-of-words") == 20.0
+    assert curve.first_meeting(rows, "MLM accuracy >= 3x unigram") == 20.0
+    assert curve.targets(rows[40.0])["MLM accuracy >= 3x unigram"] is None
+    # the larger of the two seed stds counts
+    noisy = rows[10.0] | {"scratch_std": "0.0200"}
+    assert not curve.targets(noisy)["pretrained - scratch >= 3 seed std"]
+
+
+def test_a_row_records_its_settings_and_is_pretrained_again_under_them(curve):
+    settings = {"pretrain.mlm_loss_normalisation": "micro_batch", "pretrain.betas": [0.9, 0.98]}
+    cell = curve.settings_cell(settings)
+    assert cell == "pretrain.betas=[0.9, 0.98]; pretrain.mlm_loss_normalisation=micro_batch"
+    row = _budget(curve, 20, 0.44) | {"steps": "4947", "settings": cell}
+    assert curve.row_settings(row) == settings
+    assert curve.settings_cell({}) == "" and curve.row_settings(_budget(curve, 5, 0.3)) == {}
+    base = curve.read_params(REPO_ROOT)
+    overrides = curve.row_overrides(base, {}, row)
+    assert overrides == settings | {
+        "pretrain.max_steps": 4947,
+        "pretrain.warmup_steps": base["pretrain"]["warmup_steps"],
+        "pretrain.checkpoint_every": 4947,
+    }
+    # warmup is at most a tenth of the steps
+    short = curve.row_overrides(base, {}, row | {"steps": "50"})
+    assert short["pretrain.warmup_steps"] == 5
+
+
+def _run_curve(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks/budget_curve.py"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_malformed_setting_is_one_line_naming_it(tmp_path):
+    result = _run_curve("--set", "pretrain.lr", "--output", str(tmp_path / "curve.tsv"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: --set 'pretrain.lr': expected KEY=VALUE, e.g. pretrain.lr=0.002"
+    )
+
+
+def test_a_budget_under_other_settings_than_the_files_rows_is_refused_before_running(
+    curve, tmp_path
+):
+    path = tmp_path / "curve.tsv"
+    curve.write_rows(path, {5.0: _budget(curve, 5, 0.36) | {"settings": "pretrain.lr=0.002"}})
+    before = path.read_bytes()
+    result = _run_curve("--minutes", "10", "--output", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0] == (
+        f"error: {path}: its rows were measured with settings pretrain.lr=0.002, this run with"
+        " the default settings (no --set); use another --output"
+    )
+    assert path.read_bytes() == before
+    # under the same settings, a kept budget is only printed: nothing runs
+    kept = _run_curve("--minutes", "5", "--set", "pretrain.lr=0.002", "--output", str(path))
+    assert kept.returncode == 0, kept.stderr
+    assert "5 min: kept" in kept.stderr and path.read_bytes() == before
 
 
 def test_a_file_that_is_not_a_budget_curve_is_one_line_naming_it(curve, tmp_path):
