@@ -6,6 +6,7 @@ Usage:
     python benchmarks/budget_curve.py --rerun 5          # measure a kept budget again
     python benchmarks/budget_curve.py --minutes 5 10     # kept rows only: prints, redraws the PNG
     python benchmarks/budget_curve.py --fill-pretraining # kept rows without MLM figures: pretrain
+    python benchmarks/budget_curve.py --write-docs       # and the table into docs/finetune.md
     python benchmarks/budget_curve.py --set pretrain.lr=0.002 --output other.tsv  # not the default
     python benchmarks/budget_curve.py --smoke --minutes 0.2 0.4   # checks the script runs
 
@@ -13,14 +14,14 @@ In a temp copy of the project, for each budget: a 30-step calibration run measur
 model's seconds per step on this machine, `pretrain.max_steps` is set to fill the budget (warmup
 stays `warmup_steps`, at most a tenth of the steps), and `dvc repro evaluate` pretrains,
 fine-tunes every task and evaluates. Writes reports/budget_curve.tsv in this checkout (the DVC
-plot `budget-curve` in dvc.yaml: `dvc plots show`; and docs/img/budget_curve.png) with the test
-average of pretrained, scratch and bag-of-words (mean and seed std), and prints the smallest
-budget at which pretrained crosses bag-of-words. Scratch and bag-of-words do not depend on the
-pretraining budget: they are fit once (the first budget measured) and repeated on every row.
+plots `budget-curve` and `budget-curve-mlm` in dvc.yaml: `dvc plots show`; and
+docs/img/budget_curve.png) with the test average of pretrained, scratch and bag-of-words (mean and
+seed std). Scratch and bag-of-words do not depend on the pretraining budget: they are fit once
+(the first budget measured) and repeated on every row.
 Each row also keeps the pretrained encoder's held-out MLM accuracy, its ratio to the unigram
-baseline's and NSP accuracy (metrics/pretrain.json), and the script prints, per budget, which of
-the targets of the default run it meets: pretrained − scratch at least 3× the larger seed std,
-pretrained at least bag-of-words, MLM accuracy at least 3× the unigram's.
+baseline's and NSP accuracy (metrics/pretrain.json), and the script prints, for each target
+set for the default run, the smallest budget that meets it: pretrained − scratch at least 3× the
+larger seed std, pretrained at least bag-of-words, MLM accuracy at least 3× the unigram's.
 
 `--set KEY=VALUE` (dotted params key, YAML value; repeatable) measures something other than
 params.yaml's default; each row records its settings (`settings` column), and a file's rows must
@@ -50,6 +51,7 @@ from pipeline_runs import (
     project_copy,
     read_params,
     read_tsv,
+    replace_section,
     repro,
     results,
     seconds_per_step,
@@ -62,17 +64,20 @@ from pipeline_runs import (
 
 OUTPUT = ROOT / "reports/budget_curve.tsv"
 FIGURE = ROOT / "docs/img/budget_curve.png"
+DOCS = ROOT / "docs/finetune.md"  # the table goes between its budget_curve markers
 MODELS = ("pretrained", "scratch", "bag_of_words")
-PRETRAINING = (
-    "mlm_accuracy",
-    "mlm_over_unigram",
-    "nsp_accuracy",
-)  # held-out, metrics/pretrain.json
+# the pretrained encoder's held-out figures (metrics/pretrain.json)
+PRETRAINING = ("mlm_accuracy", "mlm_over_unigram", "nsp_accuracy")
 HEADER = (
     ["minutes", "steps"]
     + [f"{m}{suffix}" for m in MODELS for suffix in ("", "_std")]
     + [*PRETRAINING, "settings"]
 )
+TARGETS = {  # issue #11's targets for the default run, as `targets` checks them
+    "beats_scratch": "pretrained − scratch ≥ 3 seed std",
+    "reaches_bag_of_words": "pretrained ≥ bag-of-words",
+    "mlm_3x_unigram": "MLM accuracy ≥ 3× unigram",
+}
 # fit once: neither depends on the pretraining budget (same shape, seeds, data and recipe)
 FIXED_MODELS = ("scratch", "bag_of_words")
 
@@ -139,20 +144,20 @@ def targets(row: Mapping[str, str]) -> dict[str, bool | None]:
     spread = max(float(row["pretrained_std"]), float(row["scratch_std"]))
     ratio = row["mlm_over_unigram"]
     return {
-        "pretrained - scratch >= 3 seed std": pretrained - scratch >= 3 * spread,
-        "pretrained >= bag-of-words": pretrained >= float(row["bag_of_words"]),
-        "MLM accuracy >= 3x unigram": float(ratio) >= 3 if ratio else None,
+        "beats_scratch": pretrained - scratch >= 3 * spread,
+        "reaches_bag_of_words": pretrained >= float(row["bag_of_words"]),
+        "mlm_3x_unigram": float(ratio) >= 3 if ratio else None,
     }
 
 
 def first_meeting(rows: Mapping[float, Mapping[str, str]], target: str) -> float | None:
-    """The smallest budget that meets `target` (a key of `targets`); None: none does."""
+    """The smallest budget that meets `target` (a key of `TARGETS`); None: none does."""
     return next((minutes for minutes in sorted(rows) if targets(rows[minutes])[target]), None)
 
 
 def crossing(rows: Mapping[float, Mapping[str, str]]) -> float | None:
     """The smallest budget at which pretrained reaches bag-of-words (None: none does)."""
-    return first_meeting(rows, "pretrained >= bag-of-words")
+    return first_meeting(rows, "reaches_bag_of_words")
 
 
 def plot(rows: dict[float, dict[str, str]], path: Path) -> None:
@@ -268,6 +273,43 @@ def fill_pretraining(
             write_rows(output, rows)
 
 
+def table(rows: Mapping[float, Mapping[str, str]]) -> str:
+    """The curve as a markdown table: scores mean ± seed std (pretrained in bold where it
+    reaches bag-of-words), MLM accuracy with its ratio to unigram's, and each target met."""
+
+    def score(row: Mapping[str, str], model: str) -> str:
+        return f"{float(row[model]):.3f} ± {float(row[f'{model}_std']):.3f}"
+
+    lines = [
+        "| pretraining | steps (× 32) | pretrained | scratch | bag-of-words | held-out MLM "
+        "accuracy (× unigram) | " + " | ".join(TARGETS.values()) + " |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | :---: | :---: |",
+    ]
+    for minutes in sorted(rows):
+        row = rows[minutes]
+        pretrained = score(row, "pretrained")
+        if float(row["pretrained"]) >= float(row["bag_of_words"]):
+            pretrained = f"**{pretrained}**"
+        mlm = (
+            row["mlm_accuracy"]
+            and f"{float(row['mlm_accuracy']):.3f} ({float(row['mlm_over_unigram']):.2f}×)"
+        )
+        met = [
+            "–" if value is None else "yes" if value else "no" for value in targets(row).values()
+        ]
+        cells = [
+            f"{minutes:g} min",
+            f"{int(row['steps']):,}",
+            pretrained,
+            score(row, "scratch"),
+            f"{float(row['bag_of_words']):.3f}",
+            mlm or "–",
+            *met,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def report(rows: Mapping[float, Mapping[str, str]]) -> None:
     """The table, then per target the smallest budget that meets it."""
     print("\t".join(HEADER))
@@ -275,10 +317,10 @@ def report(rows: Mapping[float, Mapping[str, str]]) -> None:
         print("\t".join(rows[minutes][h] for h in HEADER))
     if not rows:
         return
-    for target in targets(next(iter(rows.values()))):
+    for target, label in TARGETS.items():
         found = first_meeting(rows, target)
         where = f"from {found:g} minutes" if found is not None else "at no budget measured"
-        print(f"{target}: {where}")
+        print(f"{label}: {where}")
 
 
 def main() -> None:
@@ -298,6 +340,9 @@ def main() -> None:
         "--fill-pretraining",
         action="store_true",
         help="pretrain the kept rows without MLM figures (no fine-tuning) and fill them in",
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"put the table in {DOCS.relative_to(ROOT)}"
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny pipeline: checks the script runs"
@@ -334,6 +379,8 @@ def main() -> None:
             else:
                 fill_pretraining(project, rows, fixed, output)
     report(rows)
+    if args.write_docs and rows:
+        replace_section(DOCS, "budget_curve", table(rows))
     figure = args.figure or (None if args.smoke else FIGURE)
     if figure is not None and rows:
         plot(rows, figure)

@@ -242,13 +242,13 @@ def test_each_target_is_met_from_the_first_budget_that_meets_it(curve):
         20.0: _budget(curve, 20, 0.44, "3.10"),
         40.0: _budget(curve, 40, 0.52),  # its MLM figures not measured
     }
-    assert curve.first_meeting(rows, "pretrained - scratch >= 3 seed std") == 10.0
-    assert curve.first_meeting(rows, "pretrained >= bag-of-words") == 20.0
-    assert curve.first_meeting(rows, "MLM accuracy >= 3x unigram") == 20.0
-    assert curve.targets(rows[40.0])["MLM accuracy >= 3x unigram"] is None
+    assert curve.first_meeting(rows, "beats_scratch") == 10.0
+    assert curve.first_meeting(rows, "reaches_bag_of_words") == 20.0
+    assert curve.first_meeting(rows, "mlm_3x_unigram") == 20.0
+    assert curve.targets(rows[40.0])["mlm_3x_unigram"] is None
     # the larger of the two seed stds counts
     noisy = rows[10.0] | {"scratch_std": "0.0200"}
-    assert not curve.targets(noisy)["pretrained - scratch >= 3 seed std"]
+    assert not curve.targets(noisy)["beats_scratch"]
 
 
 def test_a_row_records_its_settings_and_is_pretrained_again_under_them(curve):
@@ -268,6 +268,25 @@ def test_a_row_records_its_settings_and_is_pretrained_again_under_them(curve):
     # warmup is at most a tenth of the steps
     short = curve.row_overrides(base, {}, row | {"steps": "50"})
     assert short["pretrain.warmup_steps"] == 5
+
+
+def test_the_table_marks_each_target_and_bolds_pretrained_where_it_reaches_bag_of_words(curve):
+    rows = {5.0: _budget(curve, 5, 0.37, "2.30"), 40.0: _budget(curve, 40, 0.52)}
+    lines = curve.table(rows).splitlines()
+    assert lines[0].endswith(" | " + " | ".join(curve.TARGETS.values()) + " |")
+    assert lines[2] == (
+        "| 5 min | 1,300 | 0.370 ± 0.010 | 0.360 ± 0.010 | 0.432 | 0.150 (2.30×) | no | no | no |"
+    )
+    assert lines[3] == (
+        "| 40 min | 10,400 | **0.520 ± 0.010** | 0.360 ± 0.010 | 0.432 | – | yes | yes | – |"
+    )
+
+
+def test_the_docs_table_is_the_kept_curve(curve):
+    """docs/finetune.md's table is written from reports/budget_curve.tsv (--write-docs)."""
+    docs = curve.DOCS.read_text(encoding="utf-8")
+    block = docs.split("<!-- budget_curve:begin -->\n", 1)[1].split("<!-- budget_curve:end -->")[0]
+    assert block == curve.table(curve.read_rows(curve.OUTPUT))
 
 
 def _run_curve(*flags: str) -> subprocess.CompletedProcess:
