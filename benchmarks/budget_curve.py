@@ -39,6 +39,7 @@ sittings. Wall clock on 2 quiet cores: about the sum of the budgets plus ~6 min 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -262,7 +263,8 @@ def fill_pretraining(
             continue
         write_params(project, base, row_overrides(base, fixed, row))
         repro(project, "pretrain")
-        row |= pretraining_cells(results(project)["pretrain"]["heldout"])
+        pretrain = json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
+        row |= pretraining_cells(pretrain["heldout"])  # evaluate did not run: pretrain.json only
         print(
             f"{minutes:g} min, {row['steps']} steps: {row['mlm_accuracy']} MLM accuracy "
             f"({row['mlm_over_unigram']}x unigram)",
