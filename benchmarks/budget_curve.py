@@ -39,7 +39,6 @@ sittings. Wall clock on 2 quiet cores: about the sum of the budgets plus ~6 min 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ import yaml
 from pipeline_runs import (
     ROOT,
     average,
+    pretrain_metrics,
     project_copy,
     read_params,
     read_tsv,
@@ -156,11 +156,6 @@ def first_meeting(rows: Mapping[float, Mapping[str, str]], target: str) -> float
     return next((minutes for minutes in sorted(rows) if targets(rows[minutes])[target]), None)
 
 
-def crossing(rows: Mapping[float, Mapping[str, str]]) -> float | None:
-    """The smallest budget at which pretrained reaches bag-of-words (None: none does)."""
-    return first_meeting(rows, "reaches_bag_of_words")
-
-
 def plot(rows: dict[float, dict[str, str]], path: Path) -> None:
     """The curve as a PNG for the docs (matplotlib comes with mlflow): the test average, mean ±
     seed std, and beside it the MLM accuracy over unigram against the 3× target."""
@@ -263,8 +258,7 @@ def fill_pretraining(
             continue
         write_params(project, base, row_overrides(base, fixed, row))
         repro(project, "pretrain")
-        pretrain = json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
-        row |= pretraining_cells(pretrain["heldout"])  # evaluate did not run: pretrain.json only
+        row |= pretraining_cells(pretrain_metrics(project)["heldout"])  # evaluate did not run
         print(
             f"{minutes:g} min, {row['steps']} steps: {row['mlm_accuracy']} MLM accuracy "
             f"({row['mlm_over_unigram']}x unigram)",

@@ -172,7 +172,7 @@ def seconds_per_step(
         {**overrides, "pretrain.max_steps": steps, "pretrain.checkpoint_every": steps},
     )
     repro(project, "pretrain")
-    train = json.loads((project / "metrics/pretrain.json").read_text())["train"]
+    train = pretrain_metrics(project)["train"]
     return float(train["seconds"]) / max(1, int(train["steps_this_run"]))
 
 
@@ -181,9 +181,14 @@ def steps_for_budget(seconds_per_step: float, minutes: float) -> int:
     return max(10, int(minutes * 60 / seconds_per_step))
 
 
+def pretrain_metrics(project: Path) -> dict[str, Any]:
+    """The copy's metrics/pretrain.json: held-out figures and the training loop's."""
+    return json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
+
+
 def results(project: Path) -> dict[str, Any]:
     """What a measurement row needs: held-out pretraining metrics and the evaluation."""
-    pretrain = json.loads((project / "metrics/pretrain.json").read_text())
+    pretrain = pretrain_metrics(project)
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     return {"pretrain": pretrain, "eval": evaluation}
 

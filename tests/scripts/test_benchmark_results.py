@@ -229,10 +229,10 @@ def test_budget_rows_round_trip_sorted_and_the_crossing_is_the_first_budget_reac
     curve.write_rows(path, rows)
     assert curve.read_rows(path) == rows
     assert [line.split("\t")[0] for line in path.read_text().splitlines()] == ["minutes", "5", "20"]
-    assert curve.crossing(rows) == 20.0
+    assert curve.first_meeting(rows, "reaches_bag_of_words") == 20.0
     rows[40.0] = _budget(curve, 40, 0.43)
-    assert curve.crossing(rows) == 20.0
-    assert curve.crossing({5.0: _budget(curve, 5, 0.31)}) is None
+    assert curve.first_meeting(rows, "reaches_bag_of_words") == 20.0
+    assert curve.first_meeting({5.0: _budget(curve, 5, 0.31)}, "reaches_bag_of_words") is None
 
 
 def test_each_target_is_met_from_the_first_budget_that_meets_it(curve):
