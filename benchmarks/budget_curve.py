@@ -346,7 +346,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
     parser.add_argument("--output", type=str, default=None, help=f"default: {OUTPUT}")
     parser.add_argument(
-        "--figure", type=Path, default=None, help=f"the curve as a PNG (default: {FIGURE})"
+        "--figure",
+        type=Path,
+        default=None,
+        help=f"the curve as a PNG (default: {FIGURE} when --output is the default)",
     )
     args = parser.parse_args()
     settings = parse_settings(args.set)
@@ -377,7 +380,8 @@ def main() -> None:
     report(rows)
     if args.write_docs and rows:
         replace_section(DOCS, "budget_curve", table(rows))
-    figure = args.figure or (None if args.smoke else FIGURE)
+    # the docs' figure draws the docs' curve only: another --output (or a smoke run) needs --figure
+    figure = args.figure or (FIGURE if output == OUTPUT else None)
     if figure is not None and rows:
         plot(rows, figure)
 

@@ -321,10 +321,13 @@ def test_a_budget_under_other_settings_than_the_files_rows_is_refused_before_run
         " the default settings (no --set); use another --output"
     )
     assert path.read_bytes() == before
-    # under the same settings, a kept budget is only printed: nothing runs
+    # under the same settings, a kept budget is only printed: nothing runs, and the docs' figure
+    # (the default --output's) is left alone
+    docs_figure = curve.FIGURE.read_bytes()
     kept = _run_curve("--minutes", "5", "--set", "pretrain.lr=0.002", "--output", str(path))
     assert kept.returncode == 0, kept.stderr
     assert "5 min: kept" in kept.stderr and path.read_bytes() == before
+    assert curve.FIGURE.read_bytes() == docs_figure
 
 
 def test_a_file_that_is_not_a_budget_curve_is_one_line_naming_it(curve, tmp_path):
