@@ -84,8 +84,12 @@ FIXED_MODELS = ("scratch", "bag_of_words")
 
 
 def read_rows(path: Path) -> dict[float, dict[str, str]]:
-    """The budgets measured so far, by minutes (none when the file does not exist)."""
-    return {float(row["minutes"]): row for row in read_tsv(path, HEADER, "a budget curve")}
+    """The budgets measured so far, by minutes (none when the file does not exist); a row whose
+    settings do not parse is one line naming the file and the row, and exit 1."""
+    rows = {float(row["minutes"]): row for row in read_tsv(path, HEADER, "a budget curve")}
+    for minutes, row in rows.items():
+        row_settings(row, f"{path}: the {minutes:g}-minute row's settings")
+    return rows
 
 
 def write_rows(path: Path, rows: dict[float, dict[str, str]]) -> None:
@@ -93,15 +97,18 @@ def write_rows(path: Path, rows: dict[float, dict[str, str]]) -> None:
     write_tsv(path, HEADER, (rows[minutes] for minutes in sorted(rows)))
 
 
-def parse_settings(items: Sequence[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` items as params overrides (VALUE read as YAML: 0.002, true, [1, 2]);
-    a malformed item is one line and exit 1."""
+def parse_settings(items: Sequence[str], where: str = "--set") -> dict[str, Any]:
+    """`KEY=VALUE` items (`--set`'s, or a row's `settings` cell: `where` says which) as params
+    overrides (VALUE read as YAML: 0.002, true, [1, 2]); a malformed item is one line and exit 1."""
     settings: dict[str, Any] = {}
     for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
-            sys.exit(f"error: --set {item!r}: expected KEY=VALUE, e.g. pretrain.lr=0.002")
-        settings[key.strip()] = yaml.safe_load(value)
+            sys.exit(f"error: {where} {item!r}: expected KEY=VALUE, e.g. pretrain.lr=0.002")
+        try:
+            settings[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            sys.exit(f"error: {where} {item!r}: the VALUE is not YAML (e.g. 0.002, true, [1, 2])")
     return settings
 
 
@@ -120,9 +127,9 @@ def described(cell: str) -> str:
     return f"settings {cell}" if cell else "the default settings (no --set)"
 
 
-def row_settings(row: Mapping[str, str]) -> dict[str, Any]:
-    """The settings a row records, as params overrides."""
-    return parse_settings(row["settings"].split("; ")) if row["settings"] else {}
+def row_settings(row: Mapping[str, str], where: str = "a row's settings") -> dict[str, Any]:
+    """The settings a row records, as params overrides (`where`: the row, for an error)."""
+    return parse_settings(row["settings"].split("; "), where) if row["settings"] else {}
 
 
 def pretraining_cells(heldout: Mapping[str, Any]) -> dict[str, str]:

@@ -306,6 +306,29 @@ def test_a_malformed_setting_is_one_line_naming_it(tmp_path):
     )
 
 
+def test_a_setting_whose_value_is_not_yaml_is_one_line_naming_it(tmp_path):
+    result = _run_curve("--set", "pretrain.betas=[0.9,", "--output", str(tmp_path / "curve.tsv"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: --set 'pretrain.betas=[0.9,': the VALUE is not YAML (e.g. 0.002, true, [1, 2])"
+    )
+
+
+def test_a_kept_row_whose_settings_do_not_parse_is_one_line_naming_the_file_and_row(
+    curve, tmp_path
+):
+    path = tmp_path / "curve.tsv"
+    curve.write_rows(path, {10.0: _budget(curve, 10, 0.36) | {"settings": "pretrain.lr 0.002"}})
+    before = path.read_bytes()
+    result = _run_curve("--minutes", "10", "--output", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: {path}: the 10-minute row's settings 'pretrain.lr 0.002': expected KEY=VALUE, "
+        "e.g. pretrain.lr=0.002"
+    )
+    assert path.read_bytes() == before
+
+
 def test_a_budget_under_other_settings_than_the_files_rows_is_refused_before_running(
     curve, tmp_path
 ):
