@@ -8,6 +8,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -314,36 +315,37 @@ def test_a_setting_whose_value_is_not_yaml_is_one_line_naming_it(tmp_path):
     )
 
 
+def _refusal(curve, path: Path, minutes: float, settings: str) -> str:
+    """The one line `--minutes 10` prints for a file holding one row (`minutes`, `settings`);
+    the file is left as it was."""
+    curve.write_rows(path, {minutes: _budget(curve, minutes, 0.36) | {"settings": settings}})
+    before = path.read_bytes()
+    result = _run_curve("--minutes", "10", "--output", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and path.read_bytes() == before
+    return lines[0]
+
+
 def test_a_kept_row_whose_settings_do_not_parse_is_one_line_naming_the_file_and_row(
     curve, tmp_path
 ):
     path = tmp_path / "curve.tsv"
-    curve.write_rows(path, {10.0: _budget(curve, 10, 0.36) | {"settings": "pretrain.lr 0.002"}})
-    before = path.read_bytes()
-    result = _run_curve("--minutes", "10", "--output", str(path))
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
+    assert _refusal(curve, path, 10.0, "pretrain.lr 0.002") == (
         f"error: {path}: the 10-minute row's settings 'pretrain.lr 0.002': expected KEY=VALUE, "
         "e.g. pretrain.lr=0.002"
     )
-    assert path.read_bytes() == before
 
 
 def test_a_budget_under_other_settings_than_the_files_rows_is_refused_before_running(
     curve, tmp_path
 ):
     path = tmp_path / "curve.tsv"
-    curve.write_rows(path, {5.0: _budget(curve, 5, 0.36) | {"settings": "pretrain.lr=0.002"}})
-    before = path.read_bytes()
-    result = _run_curve("--minutes", "10", "--output", str(path))
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0] == (
+    assert _refusal(curve, path, 5.0, "pretrain.lr=0.002") == (
         f"error: {path}: its rows were measured with settings pretrain.lr=0.002, this run with"
         " the default settings (no --set); use another --output"
     )
-    assert path.read_bytes() == before
+    before = path.read_bytes()
     # under the same settings, a kept budget is only printed: nothing runs, and the docs' figure
     # (the default --output's) is left alone
     docs_figure = curve.FIGURE.read_bytes()
