@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_repro import copy_project  # noqa: E402  (tests.support's, as bench_repro uses it)
 
+from bertforge.io import read_json  # noqa: E402
+
 # The smoke pipeline: every stage runs, on a sliver of the data (see the module docstring).
 SMOKE_OVERRIDES: dict[str, Any] = {
     "ingest.sources": [{"path": "data/raw/corpus/devil.txt.xz"}],
@@ -183,13 +185,13 @@ def steps_for_budget(seconds_per_step: float, minutes: float) -> int:
 
 def pretrain_metrics(project: Path) -> dict[str, Any]:
     """The copy's metrics/pretrain.json: held-out figures and the training loop's."""
-    return json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
+    return read_json(project / "metrics/pretrain.json", "pretrain")
 
 
 def results(project: Path) -> dict[str, Any]:
     """What a measurement row needs: held-out pretraining metrics and the evaluation."""
     pretrain = pretrain_metrics(project)
-    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    evaluation = read_json(project / "metrics/eval.json", "evaluate")
     return {"pretrain": pretrain, "eval": evaluation}
 
 
