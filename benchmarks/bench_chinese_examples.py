@@ -41,7 +41,7 @@ from tests.support import stage_env  # noqa: E402
 def prepare(project: Path, tiny: bool) -> None:
     """data/ingested and data/tokenizer of the Chinese pipeline in a new copy at `project`."""
     make_chinese_project(project, tiny)
-    subprocess.run(["dvc", "repro", "vocab"], cwd=project, env=stage_env(), check=True,
+    subprocess.run(["dvc", "repro", "vocab"], cwd=project, env=stage_env(project), check=True,
                    capture_output=True)  # fmt: skip
 
 

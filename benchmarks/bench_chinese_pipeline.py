@@ -93,7 +93,7 @@ def run_stages(project: Path, target: str) -> dict[str, float]:
     times: dict[str, float] = {}
     current = None
     process = subprocess.Popen(
-        ["dvc", "repro", target], cwd=project, env=stage_env(), stdout=subprocess.PIPE,
+        ["dvc", "repro", target], cwd=project, env=stage_env(project), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert process.stdout is not None

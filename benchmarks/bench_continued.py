@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
-import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +46,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_repro import copy_project  # noqa: E402  (the same copy bench_repro times)
 from machine import machine  # noqa: E402
 
+from tests.support import stage_env  # noqa: E402  (bench_repro put the root on sys.path)
+
 GENERAL_SOURCES = ("gcide", "devil", "jargon")
 DOMAIN_SOURCES = ("bible-kjv",)
 PARENT = "parents/general"
@@ -60,9 +61,7 @@ VARIANTS = {
 
 def run_stage(project: Path, *command: str) -> float:
     """Run one stage script as DVC would (python stages/<stage>.py ...); its wall time."""
-    env = dict(os.environ)
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = stage_env(project) | {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, f"stages/{command[0]}.py", *command[1:]],

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from machine import machine  # noqa: E402
 
-from tests.support import copy_project  # noqa: E402  (a fresh clone's files, as a git repo)
+from tests.support import copy_project, stage_env  # noqa: E402  (a fresh clone's files, as a git repo)
 
 RUNNING = re.compile(r"Running stage '([^']+)'")
 TAIL_LINES = 40  # of a command's output, shown when it fails
@@ -107,7 +107,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as temp:
             project = Path(temp) / "project"
             copy_project(project)
-            env["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(temp) / 'mlflow.db'}"
+            # the copy's own src/ (a fresh clone's code, whatever happens to this checkout)
+            env = stage_env(project) | {
+                "MLFLOW_TRACKING_URI": f"sqlite:///{Path(temp) / 'mlflow.db'}"
+            }
             times = timed_repro(project, arguments, env)
     print(
         f"machine: {machine()}; "

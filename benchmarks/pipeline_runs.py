@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_repro import copy_project  # noqa: E402  (tests.support's, as bench_repro uses it)
 
 from bertforge.io import read_json  # noqa: E402
+from tests.support import stage_env  # noqa: E402  (bench_repro put the root on sys.path)
 
 # The smoke pipeline: every stage runs, on a sliver of the data (see the module docstring).
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -50,14 +50,6 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "evaluate.bootstrap_resamples": 20,
 }
 SMOKE_TASKS = ("supersense", "glosssim")
-
-
-def stage_env() -> dict[str, str]:
-    """This interpreter's bin first on PATH (dvc and the stages run with it)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @contextmanager
@@ -145,7 +137,11 @@ def repro(project: Path, target: str) -> float:
     """`dvc repro <target>` in the copy; its wall time. A failure stops the script (exit 1)."""
     started = time.perf_counter()
     result = subprocess.run(
-        ["dvc", "repro", target], cwd=project, env=stage_env(), capture_output=True, text=True
+        ["dvc", "repro", target],
+        cwd=project,
+        env=stage_env(project),
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         log = project / f"repro-{target}.log"

@@ -49,8 +49,12 @@ DISTRIBUTED_ENV = (
 )
 
 
-def stage_env() -> dict[str, str]:
-    """Environment for running stage scripts and dvc as subprocesses with this interpreter."""
+def stage_env(project: Path | None = None) -> dict[str, str]:
+    """Environment for running stage scripts and dvc as subprocesses with this interpreter.
+
+    With `project` (a copy of the project), its stages import the copy's own `src/bertforge`:
+    the editable install points at this checkout's `src/`, so without it an edit made here
+    while a benchmark runs in a copy would change the code the copy's later stages run."""
     env = dict(os.environ)
     # a test that joined a job in-process (start_distributed sets RANK, MASTER_PORT, ...) must not
     # hand it on: the stage would take itself for a launched rank, or rendezvous at a port taken
@@ -58,6 +62,9 @@ def stage_env() -> dict[str, str]:
         env.pop(name, None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
+    if project is not None:  # ahead of the editable install's path (a .pth in site-packages)
+        paths = [str(Path(project).resolve() / "src"), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return env
 
 
