@@ -99,19 +99,16 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="dvc repro --force: run every stage")
     args = parser.parse_args()
     arguments = [*args.target, *(["--force"] if args.force else [])]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     load_before = os.getloadavg()[0]
     if args.in_place:
-        times = timed_repro(ROOT, arguments, env)
+        times = timed_repro(ROOT, arguments, stage_env())
     else:
         with tempfile.TemporaryDirectory() as temp:
             project = Path(temp) / "project"
             copy_project(project)
             # the copy's own src/ (a fresh clone's code, whatever happens to this checkout)
-            env = stage_env(project) | {
-                "MLFLOW_TRACKING_URI": f"sqlite:///{Path(temp) / 'mlflow.db'}"
-            }
-            times = timed_repro(project, arguments, env)
+            store = {"MLFLOW_TRACKING_URI": f"sqlite:///{Path(temp) / 'mlflow.db'}"}
+            times = timed_repro(project, arguments, stage_env(project) | store)
     print(
         f"machine: {machine()}; "
         f"date: {date.today()}; "
