@@ -135,6 +135,9 @@ def test_only_rows_that_keep_the_step_cost_skip_calibration(ablation):
     same = {name for name in ablation.VARIANTS if ablation.same_cost(name, base)}
     assert {"default", "lr_3e-4", "lr_3e-3", "one_cycle"} <= same
     assert not same & {"nsp_off", "mask_30", "seq_64", "shape_small", "global_batch_16"}
+    # a combination costs what its costliest change costs: one-cycle with 64-token sequences
+    # calibrates as the sequences need
+    assert "nsp_off+seq_64+one_cycle" not in same
     # the preset changes the default only where params.yaml differs from it
     assert ("original" in same) == (set(ablation.changes("original", base)) <= ablation.SAME_COST)
 
