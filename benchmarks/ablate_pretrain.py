@@ -125,8 +125,6 @@ VARIANTS: dict[str, dict[str, object]] = {
     # early and to stand higher learning rates, hence its second row at the rate that diverged
     "pre_ln": {"pretrain.model.pre_layer_norm": True},
     "pre_ln_lr_3e-3": {"pretrain.model.pre_layer_norm": True, "pretrain.lr": 3e-3},
-    # bf16 on a CPU with AMX or AVX512-BF16 (refused elsewhere): more steps in the same budget,
-    # and more for a wider model, whose larger matrices gain more from the bf16 units
     # combinations of the single changes whose rows came out ahead (each within a standard
     # error on its own): do they add up? NSP off with 64-token sequences (the fine-tuning
     # length), then with one-cycle too
@@ -141,6 +139,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         "examples.max_predictions_per_seq": 10,
         "one_cycle": True,
     },
+    # bf16 on a CPU with AMX or AVX512-BF16 (refused elsewhere): more steps in the same budget,
+    # and more for a wider model, whose larger matrices gain more from the bf16 units
     "bf16": {"pretrain.precision": "bf16"},
     "bf16_wide": {
         "pretrain.precision": "bf16",
