@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from safetensors.torch import load_file
 
 from bertforge.schemas import examples_arrow_schema
 from tests.factories import PRETRAIN_VOCAB, make_pretrain_project, write_pretrain_params
-from tests.support import REPO_ROOT, stage_env
+from tests.support import REPO_ROOT, built_ops, stage_env, without_a_compiler
 
 STAGE = REPO_ROOT / "stages/pretrain.py"
 TWO_PROCESSES = {"processes": 2, "max_steps": 24, "checkpoint_every": 8, "log_every": 4}
@@ -73,8 +74,11 @@ def with_exit_probe(env: dict[str, str], probe: Path) -> dict[str, str]:
     return env | {"BERTFORGE_EXIT_PROBE": str(probe), "PYTHONPATH": path}
 
 
-def run_pretrain(root: Path, store: Path, probe: Path | None = None) -> subprocess.CompletedProcess:
-    env = stage_environment(store)
+def run_pretrain(
+    root: Path, store: Path, probe: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The stage in `root`, in `env` (default: `stage_environment(store)`)."""
+    env = stage_environment(store) if env is None else env
     return subprocess.run(
         [sys.executable, str(STAGE)],
         cwd=root,
@@ -184,13 +188,21 @@ def test_a_zero3_rank_whose_groups_deepspeed_holds_exits_without_the_teardown(ze
     assert exit_records(zero3_run.parent / "probe") == ["launcher False []"]
 
 
-def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
+def test_zero2_on_two_processes_without_a_compiler_trains_exports_and_a_rerun_only_reexports(
     tmp_path: Path, mlflow_store: Path
 ):
     from transformers import BertForPreTraining
 
-    root = make_pretrain_project(tmp_path, zero_stage=2, **TWO_PROCESSES)
-    assert_succeeded(run_pretrain(root, mlflow_store, probe=tmp_path / "probe"))
+    root = make_pretrain_project(tmp_path / "project", zero_stage=2, **TWO_PROCESSES)
+    # with no C++ compiler on PATH: training on CPU needs none, and builds no DeepSpeed op
+    no_compiler = without_a_compiler(tmp_path)
+    assert shutil.which("c++", path=no_compiler["PATH"]) is None
+    env = stage_environment(mlflow_store) | {
+        name: no_compiler[name] for name in ("PATH", "TORCH_EXTENSIONS_DIR")
+    }
+    env.pop("CXX", None)
+    assert_succeeded(run_pretrain(root, mlflow_store, tmp_path / "probe", env))
+    assert built_ops(tmp_path) == []
     # PyTorch asks every process to destroy its process groups before exiting; destroying is not
     # enough while anything refers to a group: its gloo threads run into the interpreter's
     # teardown, where a worker releasing the last all-gather's tensors takes the GIL, Python
@@ -206,9 +218,8 @@ def test_zero2_on_two_processes_trains_exports_and_a_rerun_only_reexports(
     first_weights = (export / "model.safetensors").read_bytes()
     trained = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))["train"]
 
-    rerun = run_pretrain(
-        root, mlflow_store
-    )  # e.g. after `dvc repro` removed the export: nothing to train
+    # e.g. after `dvc repro` removed the export: nothing to train
+    rerun = run_pretrain(root, mlflow_store, env=env)
     assert_succeeded(rerun)
     metrics = json.loads((root / "metrics/pretrain.json").read_text(encoding="utf-8"))
     assert metrics["train"]["steps_this_run"] == 0

@@ -165,13 +165,17 @@ def test_mlflow_has_a_run_per_task_with_a_child_per_init_and_seed(pipeline, mlfl
     assert "average.test.pretrained.mean" in by_name["evaluate"].data.metrics
 
 
-def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
+def test_a_task_with_its_own_epochs_and_list_of_rates_keeps_the_best_on_dev_run_per_rate(
     pipeline, tmp_path, mlflow_store, monkeypatch
 ):
+    """A task's own `training` knobs (1 epoch instead of the section's 2) and a list of rates:
+    every rate is trained, the best on dev kept, a child run logged per rate, and evaluate
+    reports the rate kept. (That another task keeps the section's values: test_params.py.)"""
     project = tmp_path / "project"
     shutil.copytree(pipeline, project)
-    set_finetune_param(project, "learning_rate", [0.001, 0.0001])
     set_finetune_param(project, "inits", ["pretrained"])
+    own = {"learning_rate": [0.001, 0.0001], "epochs": 1}
+    set_task_param(project, "sentiment", "training", own)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
     result = run_script(project, "finetune.py", "sentiment")
     assert result.returncode == 0, result.stderr
@@ -182,6 +186,10 @@ def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
     assert summary["pretrained"]["learning_rate"] == chosen
     assert set(search["inits"]["pretrained"]["mean_dev"]) == {"0.001", "0.0001"}
     assert not (project / "data/finetuned/sentiment/search").exists()
+    for seed in (0, 1):  # the task's own epochs, at the rate kept
+        seed_dir = project / "data/finetuned/sentiment/pretrained" / f"seed-{seed}"
+        metrics = json.loads((seed_dir / "metrics.json").read_text())
+        assert metrics["learning_rate"] == chosen and len(metrics["history"]) == 1
     client = mlflow.MlflowClient(mlflow_store)
     experiment = client.get_experiment_by_name("bertforge")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -196,35 +204,13 @@ def test_a_list_of_learning_rates_keeps_the_best_on_dev_and_logs_a_run_per_rate(
         for seed in (0, 1)
     )
     assert {r.data.params["learning_rate"] for r in children} == {"0.001", "0.0001"}
+    for child in children:
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "dev_score")] == [1]
     # evaluate reports the rate kept
     result = run_script(project, "evaluate.py")
     assert result.returncode == 0, result.stderr
     report = (project / "reports/eval.md").read_text()
     assert f"- sentiment: pretrained {chosen:g}" in report
-
-
-def test_a_task_trains_with_its_own_knobs_in_place_of_the_sections(
-    pipeline, tmp_path, mlflow_store, monkeypatch
-):
-    project = tmp_path / "project"
-    shutil.copytree(pipeline, project)
-    set_finetune_param(project, "inits", ["pretrained"])
-    set_task_param(project, "sentiment", "training", {"learning_rate": 0.0001, "epochs": 1})
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
-    result = run_script(project, "finetune.py", "sentiment")
-    assert result.returncode == 0, result.stderr
-    for seed in (0, 1):
-        seed_dir = project / "data/finetuned/sentiment/pretrained" / f"seed-{seed}"
-        metrics = json.loads((seed_dir / "metrics.json").read_text())
-        assert metrics["learning_rate"] == 0.0001 and len(metrics["history"]) == 1
-    summary = json.loads((project / "metrics/finetune/sentiment.json").read_text())
-    assert summary["pretrained"]["learning_rate"] == 0.0001
-    # the section's own values still hold for the other task (2 epochs at 0.001)
-    result = run_script(project, "finetune.py", "similar")
-    assert result.returncode == 0, result.stderr
-    seed_dir = project / "data/finetuned/similar/pretrained/seed-0"
-    metrics = json.loads((seed_dir / "metrics.json").read_text())
-    assert metrics["learning_rate"] == 0.001 and len(metrics["history"]) == 2
 
 
 def corrupt_dev_label(project: Path) -> list[str]:
