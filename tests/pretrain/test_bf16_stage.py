@@ -1,5 +1,5 @@
 """pretrain.precision bf16 on a CPU as a user runs it: stages/pretrain.py with two DeepSpeed
-processes over gloo (ZeRO-2), against the same run in fp32.
+processes over gloo (ZeRO-2), against the same training in fp32 (one rank in this process).
 
 Only where the CPU has bf16 instructions (AMX or AVX512-BF16): elsewhere the stage refuses bf16
 in one line (tests/pretrain/test_params.py). The bf16 run trains bf16 weights with fp32 master
@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from bertforge.pretrain.params import cpu_has_native_bf16
 from tests.e2e.test_pretrain_stage import assert_succeeded, run_pretrain
 from tests.factories import make_pretrain_project
+from tests.pretrain.test_unpad import run_in_process
+from tests.pretrain.test_unpad_stage import SAME_BATCHES
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,16 +27,19 @@ pytestmark = [
 ]
 
 
-def test_bf16_on_two_cpu_processes_trains_and_exports_float32_master_weights(tmp_path: Path):
-    runs = {}
-    for precision in ("fp32", "bf16"):
-        project = make_pretrain_project(
-            tmp_path / precision, processes=2, precision=precision, max_steps=12
-        )
-        assert_succeeded(run_pretrain(project, tmp_path / "mlflow.db"))
-        metrics = json.loads((project / "metrics/pretrain.json").read_text(encoding="utf-8"))
-        runs[precision] = (metrics, load_file(project / "data/pretrained/model/model.safetensors"))
-    (fp32_metrics, fp32_weights), (bf16_metrics, bf16_weights) = runs["fp32"], runs["bf16"]
+def test_bf16_on_two_cpu_processes_trains_and_exports_float32_master_weights(
+    single_process_job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bf16 = make_pretrain_project(
+        tmp_path / "bf16", processes=2, precision="bf16", max_steps=12, **SAME_BATCHES
+    )
+    assert_succeeded(run_pretrain(bf16, tmp_path / "mlflow.db"))
+    bf16_metrics = json.loads((bf16 / "metrics/pretrain.json").read_text(encoding="utf-8"))
+    bf16_weights = load_file(bf16 / "data/pretrained/model/model.safetensors")
+    # the reference: the same training in fp32, one rank in this process (the same updates as
+    # two ranks without dropout and length bucketing: tests/pretrain/test_unpad_stage.py)
+    fp32_metrics = run_in_process(tmp_path / "fp32", monkeypatch, max_steps=12, **SAME_BATCHES)
+    fp32_weights = load_file(tmp_path / "fp32/data/pretrained/model/model.safetensors")
     assert bf16_metrics["train"]["nonfinite_steps"] == 0
     assert bf16_weights.keys() == fp32_weights.keys()
     assert all(tensor.dtype == torch.float32 for tensor in bf16_weights.values())
