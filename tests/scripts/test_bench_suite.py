@@ -1,5 +1,5 @@
-"""benchmarks/bench_suite.py: the suite (here one small file) in one process and with xdist
-workers, side by side; a run that collects nothing stops it."""
+"""benchmarks/bench_suite.py: the suite (here one small file, tests/test_io.py) in one process
+and with xdist workers, side by side; a run that collects nothing stops it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from tests.support import run_benchmark
 
 
 def test_each_mode_gets_a_row_with_the_same_counts_and_its_ratio_to_one_process():
-    result = run_benchmark("bench_suite.py", "tests/test_params.py", timeout_s=300)
+    result = run_benchmark("bench_suite.py", "tests/test_io.py", timeout_s=300)
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][2:]
     assert [row.split(" | ")[0] for row in rows] == ["| one process", "| `-n 2 --dist loadfile`"]
     cells = [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
