@@ -69,21 +69,16 @@ def stage_env(project: Path | None = None) -> dict[str, str]:
 
 
 def without_a_compiler(tmp_path: Path) -> dict[str, str]:
-    """The environment with no C++ compiler on PATH and an empty extensions folder (no op built
-    yet, `<tmp_path>/extensions`): only this interpreter's folder and git on PATH."""
+    """`stage_env()` with no C++ compiler on PATH (only this interpreter's folder and git) and an
+    empty extensions folder, `<tmp_path>/extensions`, for any op a run would build."""
     tools = tmp_path / "tools"
     tools.mkdir()
     (tools / "git").symlink_to(shutil.which("git"))
-    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE")}
-    env |= {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}", "OMP_NUM_THREADS": "1"}
-    env["TORCH_EXTENSIONS_DIR"] = str(tmp_path / "extensions")
+    env = stage_env() | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{tools}"}
+    env |= {"OMP_NUM_THREADS": "1", "TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")}
     env.pop("CXX", None)
+    assert shutil.which("c++", path=env["PATH"]) is None
     return env
-
-
-def built_ops(tmp_path: Path) -> list[str]:
-    """The ops built into `without_a_compiler(tmp_path)`'s extensions folder."""
-    return [path.name for path in (tmp_path / "extensions").iterdir() if path.is_dir()]
 
 
 @contextlib.contextmanager
