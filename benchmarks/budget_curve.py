@@ -9,6 +9,8 @@ Usage:
     python benchmarks/budget_curve.py --write-docs       # and the table into docs/finetune.md
     python benchmarks/budget_curve.py --set pretrain.lr=0.002 --output other.tsv  # not the default
     python benchmarks/budget_curve.py --smoke --minutes 0.2 0.4   # checks the script runs
+    python benchmarks/budget_curve.py --minutes 20 --steps-of reports/budget_curve.tsv \
+        --set pretrain.seed=1 --output reports/budget_curve-pretrain_seed_1.tsv  # a replicate
 
 In a temp copy of the project, for each budget: a 30-step calibration run measures the default
 model's seconds per step on this machine, `pretrain.max_steps` is set to fill the budget (warmup
@@ -25,10 +27,13 @@ larger seed std, pretrained at least bag-of-words, MLM accuracy at least 3× the
 
 `--set KEY=VALUE` (dotted params key, YAML value; repeatable) measures something other than
 params.yaml's default; each row records its settings (`settings` column), and a file's rows must
-share them (one line and exit 1 otherwise: use another `--output`). `--fill-pretraining`
-pretrains, for each kept row without MLM figures, the row's own steps under its own settings —
-the encoder its downstream scores came from, as the pipeline is deterministic — and fills them
-in, without fine-tuning again (about the sum of those rows' budgets).
+share them (one line and exit 1 otherwise: use another `--output`). `--steps-of FILE` takes each
+budget's steps from a kept curve instead of calibrating: the same runs on another machine or
+under another setting (`--set pretrain.seed=1`: another draw of the pretraining, which the
+fine-tuning seeds' spread does not cover); a budget FILE lacks is one line and exit 1.
+`--fill-pretraining` pretrains, for each kept row without MLM figures, the row's own steps under
+its own settings — the encoder its downstream scores came from, as the pipeline is deterministic
+— and fills them in, without fine-tuning again (about the sum of those rows' budgets).
 
 Each budget's row is written as soon as it is measured, and a later run skips the budgets
 already in the file (`--rerun` to measure one again), so the curve fills over several
@@ -213,6 +218,17 @@ def row_overrides(
     return pretraining_overrides(base, dict(fixed) | row_settings(row), int(row["steps"]))
 
 
+def budget_steps(
+    minutes: float, rate: float | None, steps_of: Mapping[float, Mapping[str, str]] | None
+) -> int:
+    """A budget's pretraining steps: the kept curve's (`steps_of`, its rows by minutes) when
+    given, else what fills `minutes` at the calibrated `rate` (seconds per step)."""
+    if steps_of is not None:
+        return int(steps_of[minutes]["steps"])
+    assert rate is not None, "no calibration and no kept curve to take the steps from"
+    return steps_for_budget(rate, minutes)
+
+
 def measure(
     project: Path,
     todo: Sequence[float],
@@ -220,14 +236,16 @@ def measure(
     fixed: Mapping[str, Any],
     settings: Mapping[str, Any],
     output: Path | None,
+    steps_of: Mapping[float, Mapping[str, str]] | None = None,
 ) -> None:
     """Pretrain, fine-tune and evaluate each budget of `todo`; each row into `rows` (and
-    `output`) as soon as it is measured."""
+    `output`) as soon as it is measured. Each budget's steps come from a calibration run on this
+    machine, or from the kept curve `steps_of` (its rows by minutes)."""
     base = read_params(project)
-    rate = seconds_per_step(project, base, fixed)
+    rate = None if steps_of is not None else seconds_per_step(project, base, fixed)
     fixed_values = next(iter(rows.values()), None)
     for minutes in todo:
-        steps = steps_for_budget(rate, minutes)
+        steps = budget_steps(minutes, rate, steps_of)
         overrides = pretraining_overrides(base, fixed, steps)
         if fixed_values is not None:
             overrides["finetune.inits"] = ["pretrained"]
@@ -350,6 +368,13 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny pipeline: checks the script runs"
     )
+    parser.add_argument(
+        "--steps-of",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="each budget's steps from this kept curve, not from a calibration run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp project copy")
     parser.add_argument("--output", type=str, default=None, help=f"default: {OUTPUT}")
     parser.add_argument(
@@ -375,13 +400,20 @@ def main() -> None:
                 f"error: {output}: its rows were measured with {described(sorted(kept)[0])}, "
                 f"this run with {described(settings_cell(settings))}; use another --output"
             )
+    steps_of = read_rows(args.steps_of) if args.steps_of else None
+    missing = sorted(set(todo) - set(steps_of)) if steps_of is not None else []
+    if missing:
+        sys.exit(
+            f"error: --steps-of {args.steps_of}: no {missing[0]:g}-minute row "
+            f"(it has {', '.join(f'{m:g}' for m in sorted(steps_of)) or 'none'})"
+        )
     unfilled = args.fill_pretraining and any(not row["mlm_accuracy"] for row in rows.values())
     if todo or unfilled:
         with project_copy(args.keep) as project:
             fixed = smoke_base(read_params(project)) if args.smoke else {}
             fixed.pop("pretrain.max_steps", None)
             if todo:
-                measure(project, todo, rows, fixed | settings, settings, output)
+                measure(project, todo, rows, fixed | settings, settings, output, steps_of)
             else:
                 fill_pretraining(project, rows, fixed, output)
     report(rows)
