@@ -11,13 +11,16 @@ Usage:
 The budget is the default's: the wall clock the committed params' `pretrain.max_steps` take on
 this machine (`--minutes` to set another). For each variant, in one temp copy of the project: a
 30-step calibration run measures the variant's seconds per step (a variant that changes only
-the learning rate, its schedule or the loss normalisation costs what the default costs per step
-and takes the default's rate), `max_steps` is set to fill the
+the learning rate, its schedule, the loss normalisation or the seed costs what the default
+costs per step and takes the default's rate), `max_steps` is set to fill the
 budget (the default row keeps its own `max_steps`; warmup stays `warmup_steps`, capped at a
 tenth of the steps), then `dvc repro evaluate` pretrains, fine-tunes every task (every seed) and
-evaluates. Scratch fine-tuning depends only on the model shape, so it runs for the default and
-the shape rows; the other rows' scratch is the default's. The row holds held-out MLM loss and
-accuracy, NSP accuracy, and the downstream test average with its seed std.
+evaluates. Scratch fine-tuning depends only on the model shape and the vocabulary, so it runs
+for the default, the shape rows and the vocabulary rows; the other rows' scratch is the
+default's. The row holds held-out MLM loss and accuracy, NSP accuracy, and the downstream test
+average with its seed std. The ``pretrain_seed_*`` rows are not changes but replicates of the
+default with other pretraining seeds: how much a row moves by the draw of its one pretraining run
+(`row_spread`), which widens every row's standard error when it exceeds the fine-tuning seeds'.
 
 Each finished row is written at once to reports/ablate_pretrain.tsv under its run (`run_key`:
 a digest of the params the row's pipeline ran on and its budget), and a later run skips the
@@ -26,7 +29,7 @@ sittings, variants that run the same params share one row, and rows measured at 
 default still serve the variants that run their params at the current one.
 Budget is wall clock on this machine, so run it on a quiet one; expect about (calibration 1 min
 + pretraining ~5.5 min + fine-tuning and evaluation ~3 min + examples ~1 min when they change)
-per variant: ~2.5 hours for all 15.
+per variant: ~4 hours for all 25.
 
 The ``original`` preset is the seed algorithm exactly as Google's BERT defines it (MLM + NSP,
 15 % of tokens masked, 80/10/10 [MASK]/random/kept, static masks, sequences of 128 with 10 %
@@ -40,6 +43,7 @@ import argparse
 import hashlib
 import json
 import math
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -144,12 +148,30 @@ VARIANTS: dict[str, dict[str, object]] = {
         "pretrain.precision": "bf16",
         **{f"pretrain.model.{k}": v for k, v in SHAPES["shape_wide"].items()},
     },
+    # the vocabulary: 70 % of the default model's weights are its 16,000 embeddings, and the
+    # MLM head's projection onto them is a third of a step's matmuls: half as many make a step
+    # cheaper and each piece more frequent, twice as many each piece more of a word
+    "vocab_8k": {"vocab.vocab_size": 8000},
+    "vocab_32k": {"vocab.vocab_size": 32000},
+    # not changes but replicates: the default with other pretraining seeds (weights, data order),
+    # how far a row moves by the draw of its one pretraining run, which the fine-tuning seeds'
+    # spread does not cover (`row_spread` uses them for every row's standard error)
+    "pretrain_seed_1": {"pretrain.seed": 1},
+    "pretrain_seed_2": {"pretrain.seed": 2},
 }
+# the default and its replicates: one draw each of the pretraining at the default's params
+PRETRAINING_DRAWS = ("default", "pretrain_seed_1", "pretrain_seed_2")
 
 # keys that leave the compute of a step as the default's: such a row gets the default's steps
 # (no calibration run, whose timing would only add noise)
 SAME_COST = frozenset(
-    {"pretrain.lr", "pretrain.mlm_loss_normalisation", "one_cycle", "pretrain.model.pre_layer_norm"}
+    {
+        "pretrain.lr",
+        "pretrain.mlm_loss_normalisation",
+        "one_cycle",
+        "pretrain.model.pre_layer_norm",
+        "pretrain.seed",
+    }
 )
 
 RESULTS = ROOT / "reports/ablate_pretrain.tsv"
@@ -188,9 +210,10 @@ COLUMNS = (
 )
 
 
-def changes_shape(name: str) -> bool:
-    """Whether the variant changes the model (then its scratch baseline differs too)."""
-    return any(key.startswith("pretrain.model.") for key in VARIANTS[name])
+def changes_scratch(name: str) -> bool:
+    """Whether the variant changes what scratch fine-tunes, the model's shape or its
+    vocabulary (then its scratch baseline differs too)."""
+    return any(key.startswith(("pretrain.model.", "vocab.")) for key in VARIANTS[name])
 
 
 def changes(name: str, base: dict) -> dict[str, object]:
@@ -254,7 +277,7 @@ def run_variant(
     per step runs at `default_rate` (the default's calibrated seconds per step) instead of
     calibrating its own; `run`: the row's run_key."""
     overrides = overrides_of(name, fixed)
-    if not (name == "default" or changes_shape(name)):
+    if not (name == "default" or changes_scratch(name)):
         overrides["finetune.inits"] = ["pretrained"]
     if budget_s is None:
         steps = int(setting(base, fixed, "pretrain.max_steps"))
@@ -381,18 +404,40 @@ def pooled_std(rows: Iterable[dict[str, str]]) -> float:
     return math.sqrt(sum(variances) / len(variances)) if variances else 0.0
 
 
-def versus_default(
-    row: dict[str, str], default: dict[str, str] | None, seeds: int, std: float
-) -> str:
+def row_spread(found: dict[str, dict[str, str]], seeds: int, std: float) -> tuple[float, str]:
+    """The standard deviation of one row's pretrained test average, and where it comes from.
+
+    A row is one pretraining run fine-tuned with `seeds` seeds (`std`: their pooled std). The
+    fine-tuning seeds alone give std / √seeds; with at least two of the pretraining draws
+    measured (`found`: rows by variant; the default and its ``pretrain_seed_*`` replicates), the
+    std of their averages, which covers the pretraining draw and the fine-tuning seeds both, is
+    used when it is the larger."""
+    fine_tuning = std / math.sqrt(max(1, seeds))
+    averages = [float(found[name]["pretrained"]) for name in PRETRAINING_DRAWS if name in found]
+    if len(averages) < 2:
+        return fine_tuning, (
+            f"from the seed std pooled over the rows, {std:.3f}, over √{seeds} seeds"
+        )
+    between = statistics.stdev(averages)
+    words = (
+        f"the larger of the std of the default's average over {len(averages)} pretraining "
+        f"seeds, {between:.3f} ({', '.join(f'{a:.3f}' for a in averages)}), and the "
+        f"fine-tuning seeds' {fine_tuning:.3f} (the seed std pooled over the rows, {std:.3f}, "
+        f"over √{seeds})"
+    )
+    return max(between, fine_tuning), words
+
+
+def versus_default(row: dict[str, str], default: dict[str, str] | None, spread: float) -> str:
     """The row's pretrained test average minus the default's, ± the standard error of that
-    difference (`std`: the seed std of one average, `seeds` runs each); bold when it is more
+    difference (`spread`: the std of one row's average, `row_spread`); bold when it is more
     than two standard errors from 0."""
     if default is None:
         return "–"
     if row["run"] == default["run"]:
         return "0"
     delta = float(row["pretrained"]) - float(default["pretrained"])
-    error = std * math.sqrt(2 / max(1, seeds))
+    error = spread * math.sqrt(2)
     text = f"{delta:+.3f} ± {error:.3f}"
     return f"**{text}**" if abs(delta) > 2 * error else text
 
@@ -412,6 +457,7 @@ def table(
     found = {name: rows[key] for name, key in keys.items() if key in rows}
     default_scratch = found.get("default", {})
     std = pooled_std(found.values())
+    spread, spread_source = row_spread(found, seeds, std)
     lines = [
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---" for _ in COLUMNS) + " |",
@@ -441,7 +487,7 @@ def table(
                     row["over_unigram"],
                     row["nsp_accuracy"] or "–",
                     f"{row['pretrained']} ± {row['pretrained_std']}",
-                    versus_default(row, found.get("default"), seeds, std),
+                    versus_default(row, found.get("default"), spread),
                     scratch,
                 ]
             )
@@ -456,8 +502,8 @@ def table(
         f"{len(found)} of {len(VARIANTS)} variants; pretraining "
         + (f"{min(budgets) / 60:.1f}-{max(budgets) / 60:.1f} min" if budgets else "-")
         + " of training per variant (the default's budget); downstream: test average ± seed std, "
-        f"{seeds} seeds; Δ: ± the standard error of the difference (from the seed std pooled "
-        f"over the rows, {std:.3f}), bold beyond two; "
+        f"{seeds} seeds; Δ: ± the standard error of the difference, √2 × a row's std: "
+        f"{spread_source}; bold beyond two; "
         "*min*: the minutes the row's steps took (a calibration run sets the steps, "
         f"{CALIBRATION_STEPS} steps long, 200 for the bf16 rows, whose first steps pay for new "
         "kernel shapes; so they scatter around the budget); "

@@ -110,17 +110,42 @@ def test_the_difference_from_the_default_is_bold_only_beyond_two_standard_errors
     assert std == pytest.approx(((0.003**2 + 2 * 0.015**2) / 3) ** 0.5)
     shared = far | {"variant": "original"}  # one run serving two variants counts once
     assert ablation.pooled_std([default, close, far, shared]) == pytest.approx(std)
-    # se = std * sqrt(2 / 3) = 0.0102
-    assert ablation.versus_default(close, default, 3, std) == "+0.015 ± 0.010"
-    assert ablation.versus_default(far, default, 3, std) == "**+0.040 ± 0.010**"
-    assert ablation.versus_default(default, default, 3, std) == "0"
-    assert ablation.versus_default(close, None, 3, std) == "–"
+    # without replicates of the pretraining a row's std is the fine-tuning seeds' std / sqrt(3),
+    # and the difference's standard error sqrt(2) times that: 0.0102
+    spread, source = ablation.row_spread({"default": default}, 3, std)
+    assert spread == pytest.approx(std / 3**0.5) and "pooled over the rows" in source
+    assert ablation.versus_default(close, default, spread) == "+0.015 ± 0.010"
+    assert ablation.versus_default(far, default, spread) == "**+0.040 ± 0.010**"
+    assert ablation.versus_default(default, default, spread) == "0"
+    assert ablation.versus_default(close, None, spread) == "–"
     base = _base(ablation)
     rows = _measured(ablation, base, {"default": default, "mask_30": far, "lr_3e-3": close})
     text = ablation.table(rows, base, seeds=3)
     assert (
         "**+0.040 ± 0.010**" in text and "3 seeds" in text and "pooled over the rows, 0.012" in text
     )
+
+
+def test_replicates_of_the_pretraining_widen_every_rows_error_when_they_spread_more(ablation):
+    """The default's params with other pretraining seeds: the std of their averages (one
+    pretraining draw each) sets the standard error when it exceeds the fine-tuning seeds'."""
+    default = _row(ablation, "default") | {"pretrained": "0.347", "pretrained_std": "0.020"}
+    seed_1 = _row(ablation, "pretrain_seed_1") | {"pretrained": "0.367", "pretrained_std": "0.020"}
+    seed_2 = _row(ablation, "pretrain_seed_2") | {"pretrained": "0.327", "pretrained_std": "0.020"}
+    found = {"default": default, "pretrain_seed_1": seed_1, "pretrain_seed_2": seed_2}
+    spread, source = ablation.row_spread(found, 3, 0.020)
+    assert spread == pytest.approx(0.020)  # the three averages' std, above 0.020 / sqrt(3)
+    assert "over 3 pretraining seeds, 0.020 (0.347, 0.367, 0.327)" in source
+    far = _row(ablation, "mask_30") | {"pretrained": "0.387"}
+    # +0.040: 2.4 standard errors by the fine-tuning seeds alone (0.016), 1.4 by the replicates
+    assert ablation.versus_default(far, default, spread) == "+0.040 ± 0.028"
+    # replicates that agree closer than the fine-tuning seeds leave the fine-tuning error
+    close = {name: row | {"pretrained": "0.347"} for name, row in found.items()}
+    assert ablation.row_spread(close, 3, 0.020)[0] == pytest.approx(0.020 / 3**0.5)
+    assert ablation.same_cost("pretrain_seed_1", ablation.read_params(REPO_ROOT))
+    base = _base(ablation)
+    text = ablation.table(_measured(ablation, base, found | {"mask_30": far}), base, seeds=3)
+    assert "+0.040 ± 0.028" in text and "3 pretraining seeds" in text
 
 
 def test_a_file_that_is_not_a_results_file_is_one_line_naming_it(ablation, tmp_path):
@@ -316,6 +341,21 @@ def test_a_setting_whose_value_is_not_yaml_is_one_line_naming_it(tmp_path):
     assert result.stderr.strip() == (
         "error: --set 'pretrain.betas=[0.9,': the VALUE is not YAML (e.g. 0.002, true, [1, 2])"
     )
+
+
+def test_a_replicate_takes_each_budgets_steps_from_the_kept_curve(curve, tmp_path):
+    """--steps-of: the kept curve's steps (another pretraining seed, another machine), not a
+    calibration; a budget the kept curve lacks is one line and exit 1, before any run."""
+    kept = {5.0: _budget(curve, 5, 0.34), 20.0: _budget(curve, 20, 0.45)}
+    assert curve.budget_steps(20.0, None, kept) == 20 * 260
+    assert curve.budget_steps(20.0, 0.25, None) == 4800  # calibrated: 20 min at 0.25 s a step
+    path = tmp_path / "kept.tsv"
+    curve.write_rows(path, kept)
+    output = tmp_path / "replicate.tsv"
+    result = _run_curve("--minutes", "10", "--steps-of", str(path), "--output", str(output))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: --steps-of {path}: no 10-minute row (it has 5, 20)"
+    assert not output.exists()
 
 
 def _refusal(curve, path: Path, minutes: float, settings: str) -> str:
