@@ -149,7 +149,7 @@ VARIANTS: dict[str, dict[str, object]] = {
         **{f"pretrain.model.{k}": v for k, v in SHAPES["shape_wide"].items()},
     },
     # the vocabulary: 70 % of the default model's weights are its 16,000 embeddings, and the
-    # MLM head's projection onto them is a third of a step's matmuls: half as many make a step
+    # MLM head's projection onto them over a quarter of a step's matmuls: half as many make a step
     # cheaper and each piece more frequent, twice as many each piece more of a word
     "vocab_8k": {"vocab.vocab_size": 8000},
     "vocab_32k": {"vocab.vocab_size": 32000},
