@@ -149,8 +149,8 @@ VARIANTS: dict[str, dict[str, object]] = {
         **{f"pretrain.model.{k}": v for k, v in SHAPES["shape_wide"].items()},
     },
     # the vocabulary: 70 % of the default model's weights are its 16,000 embeddings, and the
-    # MLM head's projection onto them over a quarter of a step's matmuls: half as many make a step
-    # cheaper and each piece more frequent, twice as many each piece more of a word
+    # MLM head's projection onto them is over a quarter of a step's matmuls: half as many make
+    # a step cheaper and each piece more frequent, twice as many each piece more of a word
     "vocab_8k": {"vocab.vocab_size": 8000},
     "vocab_32k": {"vocab.vocab_size": 32000},
     # not changes but replicates: the default with other pretraining seeds (weights, data order),
