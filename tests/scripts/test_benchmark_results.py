@@ -160,6 +160,11 @@ def test_only_rows_that_keep_the_step_cost_skip_calibration(ablation):
     same = {name for name in ablation.VARIANTS if ablation.same_cost(name, base)}
     assert {"default", "lr_3e-4", "lr_3e-3", "one_cycle"} <= same
     assert not same & {"nsp_off", "mask_30", "seq_64", "shape_small", "global_batch_16"}
+    # a vocabulary changes the MLM head's cost and what scratch fine-tunes, as a shape does
+    assert not same & {"vocab_8k", "vocab_32k"}
+    scratch_too = {name for name in ablation.VARIANTS if ablation.changes_scratch(name)}
+    assert {"shape_small", "shape_wide", "vocab_8k", "vocab_32k"} <= scratch_too
+    assert not scratch_too & {"nsp_off", "lr_3e-3", "pretrain_seed_1", "pretrain_seed_2"}
     # a combination costs what its costliest change costs: one-cycle with 64-token sequences
     # calibrates as the sequences need
     assert "nsp_off+seq_64+one_cycle" not in same
