@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -105,6 +106,16 @@ def one_rank_job(**extra_env: str) -> Iterator[Any]:
             patch.setenv(name, value)
         yield start_distributed()
         stop_distributed()  # as a rank leaves: DeepSpeed's references to the groups go too
+
+
+def benchmark_module(name: str) -> Any:
+    """benchmarks/<name>.py imported as a module (benchmarks/ on sys.path only while importing,
+    for the scripts' imports of each other)."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
 
 
 def run_benchmark(

@@ -5,24 +5,18 @@ default pipeline's pretraining on the repository's real examples."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 
 import pytest
 import yaml
 
 from bertforge.params import parse
 from bertforge.pretrain.params import PretrainParams
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("bench_pretrain_ops")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    return benchmark_module("bench_pretrain_ops")
 
 
 def _pretrain_section() -> dict:

@@ -4,7 +4,6 @@ fills over several sittings."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -12,30 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import REPO_ROOT
-
-
-def _script(name: str):
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+from tests.support import REPO_ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    return _script("ablate_pretrain")
+    return benchmark_module("ablate_pretrain")
 
 
 @pytest.fixture(scope="module")
 def curve():
-    return _script("budget_curve")
+    return benchmark_module("budget_curve")
 
 
 @pytest.fixture(scope="module")
 def grid():
-    return _script("finetune_grid")
+    return benchmark_module("finetune_grid")
 
 
 def _row(ablation, name: str, scratch: str = "", run: str | None = None) -> dict[str, str]:
@@ -501,7 +492,7 @@ def test_a_failed_benchmark_run_keeps_its_project_copy_for_the_log_it_names(tmp_
     """`repro` exits naming a log inside the copy: the copy must outlive the failure."""
     import tempfile
 
-    runs = _script("pipeline_runs")
+    runs = benchmark_module("pipeline_runs")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(SystemExit), runs.project_copy() as failed:
         sys.exit(f"dvc repro pretrain failed in {failed}")

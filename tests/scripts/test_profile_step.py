@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 import pytest
 
-from tests.support import REPO_ROOT, run_benchmark
+from tests.support import benchmark_module, run_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    try:
-        return importlib.import_module("profile_step")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    return benchmark_module("profile_step")
 
 
 def test_each_operator_falls_in_one_group_and_the_shares_sum_to_one(script):
