@@ -2,12 +2,13 @@
 
 The pipeline's model (params.yaml: `pretrain.model`, `vocab.vocab_size`) trains on micro-batches
 of `pretrain.micro_batch_size` examples in one thread, as one rank of the default's 2 × 1-thread
-run does: forward, backward and a fused AdamW step. After `--warmup` steps, `--steps` steps run
-under `torch.profiler`, and each operator's own CPU time goes to one group: the matmuls, the
-attention kernels, the MLM head's softmax and loss over the vocabulary, the optimizer, and the
-rest (LayerNorm, GELU, adds, copies, fills, gathers). Prints the groups' shares with the machine
-and the date. Examples: rows of data/examples/train drawn at random (synthetic BERT-shaped ones
-where it is absent), padded to the longest row of each micro-batch.
+run does: forward, backward and a fused AdamW step with the pretrain section's settings. After
+`--warmup` steps, `--steps` steps run under `torch.profiler`, and each operator's own CPU time
+goes to one group: the matmuls, the attention kernels, the MLM head's softmax and loss over the
+vocabulary, the optimizer, and the rest (LayerNorm, GELU, adds, copies, fills, gathers). Prints
+the groups' shares with the machine and the date. Examples: rows of data/examples/train drawn
+at random (synthetic BERT-shaped ones where it is absent), padded to the longest row of each
+micro-batch.
 
     python benchmarks/profile_step.py
     python benchmarks/profile_step.py --steps 20 --examples data/examples/train
@@ -28,7 +29,9 @@ from bench_model import collate_sparse, load_or_make_examples, random_batches
 from machine import machine
 from torch.profiler import ProfilerActivity, profile
 
-from bertforge.model import BertConfig, BertForPreTraining, optimizer_parameter_groups
+from bertforge.model import BertForPreTraining, optimizer_parameter_groups
+from bertforge.params import parse
+from bertforge.pretrain.params import PretrainParams
 
 ROOT = Path(__file__).resolve().parents[1]
 # operator name -> group (the first group whose words the name contains); the rest is "other"
@@ -47,11 +50,6 @@ def group_of(name: str) -> str:
         (group for group, words in GROUPS.items() if any(w.lower() in lowered for w in words)),
         "other",
     )
-
-
-def model_config(params: dict) -> BertConfig:
-    """The pipeline's model: params.yaml's pretrain.model with the vocabulary's size."""
-    return BertConfig(vocab_size=params["vocab"]["vocab_size"], **params["pretrain"]["model"])
 
 
 def shares(rows: list[tuple[str, float]]) -> dict[str, float]:
@@ -73,17 +71,26 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     params = yaml.safe_load(args.params.read_text(encoding="utf-8"))
+    pretrain = parse(PretrainParams, params["pretrain"], f"{args.params}: pretrain")
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    config = model_config(params)
+    # the pipeline's model: pretrain.model with the vocabulary's size and [PAD] id
+    vocab = params["vocab"]
+    config = pretrain.model.bert_config(vocab["vocab_size"], vocab["special_tokens"].index("[PAD]"))
     seq_len = params["examples"]["max_seq_length"]
-    batch_size = params["pretrain"]["micro_batch_size"]
+    batch_size = pretrain.micro_batch_size
     count = batch_size * (args.warmup + args.steps)
     examples, source = load_or_make_examples(args.examples, config, seq_len, count, args.seed)
     rng = np.random.default_rng(args.seed)
     batches = [collate_sparse(b, 1) for b in random_batches(examples, batch_size, rng)]
     model = BertForPreTraining(config)
-    optimizer = torch.optim.AdamW(optimizer_parameter_groups(model, 0.01), lr=1e-4, fused=True)
+    optimizer = torch.optim.AdamW(
+        optimizer_parameter_groups(model, pretrain.weight_decay),
+        lr=pretrain.lr,
+        betas=pretrain.betas,
+        eps=pretrain.eps,
+        fused=True,
+    )
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         model(**batch).loss.backward()
